@@ -1,0 +1,113 @@
+"""Local directory backend (LOC-ONSITE): a disk or a mounted filesystem.
+
+Atomic writes: temp file in the object's directory (a name starting with
+``.`` so ``list`` and ``validate_name`` never see it), ``fsync``, ``rename``,
+then ``fsync`` of the directory so the rename survives a power cut.  A crash
+leaves at worst a stray ``.tmp-*`` file, which ``list`` ignores.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from pathlib import Path
+
+from fleetsafe.errors import IntegrityError, ObjectNotFound, StorageError, StorageFull
+from fleetsafe.storage.base import Backend, ObjectInfo, validate_name
+
+
+def _translate(exc: OSError, name: str, location: str) -> Exception:
+    if exc.errno == errno.ENOENT:
+        return ObjectNotFound(name=name, backend=location)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(str(exc.strerror), backend=location)
+    return StorageError(f"{location}: {name}: {exc.strerror}")
+
+
+class LocalBackend(Backend):
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.root = Path(root)
+        self.location = f"local:{self.root}"
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        elif not self.root.is_dir():
+            raise StorageError(f"{self.location}: not a directory")
+
+    def _path(self, name: str) -> Path:
+        return self.root / validate_name(name)
+
+    def load(self, name: str, offset: int = 0, size: int | None = None) -> bytes:
+        path = self._path(name)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read() if size is None else fh.read(size)
+        except OSError as exc:
+            raise _translate(exc, name, self.location) from exc
+        if size is not None and len(data) != size:
+            raise IntegrityError(f"{self.location}: {name}: short read ({len(data)} of {size} bytes at {offset})")
+        return data
+
+    def store(self, name: str, data: bytes) -> None:
+        path = self._path(name)
+        tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(6)}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as exc:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise _translate(exc, name, self.location) from exc
+
+    def info(self, name: str) -> ObjectInfo:
+        try:
+            st = os.stat(self._path(name), follow_symlinks=False)
+        except OSError as exc:
+            raise _translate(exc, name, self.location) from exc
+        return ObjectInfo(name, st.st_size)
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        validate_name(prefix, prefix=True)
+        # Walk only the directory part of the prefix, then filter by the rest.
+        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.root / base if base else self.root
+        out: list[ObjectInfo] = []
+        if not start.is_dir():
+            return out
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel_dir = os.path.relpath(dirpath, self.root)
+            for fn in filenames:
+                if fn.startswith("."):
+                    continue
+                rel = fn if rel_dir == "." else f"{rel_dir}/{fn}"
+                if rel.startswith(prefix):
+                    try:
+                        size = os.stat(os.path.join(dirpath, fn), follow_symlinks=False).st_size
+                    except FileNotFoundError:
+                        continue  # deleted while listing
+                    out.append(ObjectInfo(rel, size))
+        out.sort(key=lambda o: o.name)
+        return out
+
+    def delete(self, name: str) -> None:
+        try:
+            os.unlink(self._path(name))
+        except OSError as exc:
+            raise _translate(exc, name, self.location) from exc
