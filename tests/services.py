@@ -1,0 +1,1 @@
+"""Loopback-only real services as pytest fixtures (filled in by the storage work)."""
