@@ -29,3 +29,6 @@ test: venv
 
 clean:
 	rm -rf build reports state
+
+# Feature makefiles (demo fleet, benchmarks, …) add their targets here.
+-include mk/*.mk
