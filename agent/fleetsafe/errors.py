@@ -152,6 +152,23 @@ class StorageFull(StorageError):
     kind = "disk_full"
 
 
+class UntrustedTarget(StorageError):
+    """ENC-TRANSIT: the target's identity could not be verified (SSH host key
+    not pinned or different, TLS certificate not trusted).  Permanent: it is
+    never retried, because retrying cannot make an impostor trustworthy."""
+
+    template = "target {backend} is not trusted: {msg}"
+    kind = "untrusted_target"
+
+
+class InvalidRange(StorageError):
+    """A caller asked for a negative offset or size (a programming error)."""
+
+    template = "invalid range for {name}: offset={offset} size={size}"
+    kind = "invalid_range"
+    exit_code = EXIT_FAILURE
+
+
 # --- repository state -----------------------------------------------------------------
 class RepositoryNotFound(FleetsafeError):
     template = "no fleetsafe repository at {location}"

@@ -8,17 +8,32 @@ leaves at worst a stray ``.tmp-*`` file, which ``list`` ignores.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from fleetsafe.errors import IntegrityError, ObjectNotFound, StorageError, StorageFull
-from fleetsafe.storage.base import Backend, ObjectInfo, validate_name
+from fleetsafe.storage.base import (
+    TEMP_PREFIX,
+    Backend,
+    ObjectInfo,
+    check_range,
+    dir_may_match,
+    validate_name,
+)
+
+# A missing object, a path through a file ("a" is an object, "a/b" asked for)
+# and a directory where an object was expected all mean "no such object".
+_MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP)
 
 
-def _translate(exc: OSError, name: str, location: str) -> Exception:
-    if exc.errno == errno.ENOENT:
+def _translate(exc: OSError, name: str, location: str, *, writing: bool = False) -> Exception:
+    """Map an OSError to our tree.  ``writing``: a missing path component is
+    then a permanent error (a file where a directory should be), not "not found"."""
+    if exc.errno in _MISSING and not writing:
         return ObjectNotFound(name=name, backend=location)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return StorageFull(str(exc.strerror), backend=location)
@@ -29,9 +44,12 @@ class LocalBackend(Backend):
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root)
         self.location = f"local:{self.root}"
-        if create:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        elif not self.root.is_dir():
+        try:
+            if create:
+                self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise _translate(exc, "", self.location, writing=True) from exc
+        if not self.root.is_dir():
             raise StorageError(f"{self.location}: not a directory")
 
     def _path(self, name: str) -> Path:
@@ -39,8 +57,14 @@ class LocalBackend(Backend):
 
     def load(self, name: str, offset: int = 0, size: int | None = None) -> bytes:
         path = self._path(name)
+        check_range(name, offset, size)
         try:
-            with open(path, "rb") as fh:
+            # O_NOFOLLOW: an object is never a symlink; following one could
+            # read outside the repository root.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    raise OSError(errno.EISDIR, "not a regular file")
                 fh.seek(offset)
                 data = fh.read() if size is None else fh.read(size)
         except OSError as exc:
@@ -51,7 +75,7 @@ class LocalBackend(Backend):
 
     def store(self, name: str, data: bytes) -> None:
         path = self._path(name)
-        tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(6)}"
+        tmp = path.parent / f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(6)}"
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -73,36 +97,49 @@ class LocalBackend(Backend):
                 tmp.unlink()
             except OSError:
                 pass
-            raise _translate(exc, name, self.location) from exc
+            raise _translate(exc, name, self.location, writing=True) from exc
 
     def info(self, name: str) -> ObjectInfo:
         try:
             st = os.stat(self._path(name), follow_symlinks=False)
         except OSError as exc:
             raise _translate(exc, name, self.location) from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise ObjectNotFound(name=name, backend=self.location)
         return ObjectInfo(name, st.st_size)
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         validate_name(prefix, prefix=True)
         # Walk only the directory part of the prefix, then filter by the rest.
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = self.root / base if base else self.root
-        out: list[ObjectInfo] = []
+        out: builtins.list[ObjectInfo] = []
         if not start.is_dir():
             return out
-        for dirpath, dirnames, filenames in os.walk(start):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+
+        def fail(exc: OSError) -> None:
+            # os.walk skips unreadable directories by default; a listing that
+            # silently misses objects would make replication or prune wrong.
+            raise _translate(exc, prefix, self.location, writing=True) from exc
+
+        for dirpath, dirnames, filenames in os.walk(start, onerror=fail):
             rel_dir = os.path.relpath(dirpath, self.root)
+            rel_dir = "" if rel_dir == "." else rel_dir
+            # Hidden directories are never ours; others only if they can hold matches.
+            dirnames[:] = [
+                d for d in dirnames if not d.startswith(".") and dir_may_match(f"{rel_dir}/{d}".lstrip("/"), prefix)
+            ]
             for fn in filenames:
                 if fn.startswith("."):
                     continue
-                rel = fn if rel_dir == "." else f"{rel_dir}/{fn}"
+                rel = f"{rel_dir}/{fn}" if rel_dir else fn
                 if rel.startswith(prefix):
                     try:
-                        size = os.stat(os.path.join(dirpath, fn), follow_symlinks=False).st_size
+                        st = os.stat(os.path.join(dirpath, fn), follow_symlinks=False)
                     except FileNotFoundError:
                         continue  # deleted while listing
-                    out.append(ObjectInfo(rel, size))
+                    if stat.S_ISREG(st.st_mode):
+                        out.append(ObjectInfo(rel, st.st_size))
         out.sort(key=lambda o: o.name)
         return out
 
