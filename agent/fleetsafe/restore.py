@@ -1,0 +1,551 @@
+"""REST-SAFE restore writer: check first, then write only inside the target.
+
+Contract (docs/cli.md, ``fleetsafe restore``; policy REST-SAFE):
+
+1. **Plan** (``plan_restore``): every selected tree entry is validated before
+   anything is written.  Refused, for the whole restore (``RestoreRefused``,
+   exit 8): an empty, absolute or NUL-containing path, a ``.``/``..``/empty
+   component, a path whose parent is a non-directory entry of the snapshot
+   (a symlinked parent), a duplicate path, a hard link whose target is not an
+   earlier non-directory entry, an unknown entry type.
+2. **Integrity** (``check_integrity``): every blob the restore will read must
+   be indexed, and every one is loaded -- which decrypts and authenticates it
+   -- before the first byte is written.  Any problem refuses the restore.
+3. **Conflicts** (``RestoreWriter.preflight``): without ``overwrite``, any
+   existing non-directory at a path to be written refuses the restore; a
+   symlink anywhere on the way is refused even with ``overwrite``.
+4. **Write** (``RestoreWriter.write``): every path is reached by a dir-fd
+   walk from the target directory -- ``os.open(component, O_NOFOLLOW |
+   O_DIRECTORY, dir_fd=parent)`` -- so nothing can lead outside the target or
+   through a symlink, including one this restore created a moment earlier.
+   Files are created with ``O_CREAT|O_EXCL|O_NOFOLLOW``; with ``overwrite``
+   they are written to a temp name and renamed over the old one inside the
+   same directory fd.  Owners are set with ``fchown`` on the open fd, only when
+   running as root; modes after owners (``chown`` clears set-id bits); mtimes
+   last, directories after all their contents (deepest first).
+
+Per-entry failures while writing go to ``on_error(path, exc)`` and make the
+restore ``partial``; they never escape as ``OSError``.
+
+The writer needs only ``load_blob(hex_id) -> bytes`` and ``has_blob``; it
+knows nothing else of the repository, so unit tests drive it with a dict.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetsafe.errors import RestoreRefused
+from fleetsafe.pathnames import display_path
+
+OnError = Callable[[bytes, BaseException], None]
+LoadBlob = Callable[[str], bytes]
+HasBlob = Callable[[str], bool]
+
+KNOWN_TYPES = ("file", "dir", "symlink", "hardlink", "fifo", "other")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_TMP_PREFIX = b".fleetsafe-restore-"
+
+
+class UnsafePath(RestoreRefused):
+    template = "restore refused for {path}: {msg}"
+    kind = "unsafe_path"
+
+
+def refuse(path: bytes | str, msg: str) -> UnsafePath:
+    return UnsafePath(msg, path=display_path(path) if isinstance(path, bytes) else path)
+
+
+def split_rel_path(path: object) -> list[bytes]:
+    """Components of a tree entry path, or ``UnsafePath``.
+
+    The only accepted form is ``a/b/c``: relative, ``/``-separated, no empty,
+    ``.`` or ``..`` component, no NUL.  Anything else is refused rather than
+    normalised, because a snapshot holding such a path was not written by us.
+    """
+    if not isinstance(path, bytes):
+        raise refuse(repr(path), "path is not bytes")
+    if not path:
+        raise refuse(path, "empty path")
+    if b"\0" in path:
+        raise refuse(path, "path contains NUL")
+    if path.startswith(b"/"):
+        raise refuse(path, "absolute path")
+    parts = path.split(b"/")
+    for part in parts:
+        if part in (b"", b".", b".."):
+            raise refuse(path, "path has an empty, '.' or '..' component")
+    return parts
+
+
+def normalise_include(path: str | bytes) -> bytes:
+    """``--include /etc/hosts`` and ``etc/hosts`` name the same entry."""
+    b = os.fsencode(path).strip(b"/")
+    while b"//" in b:
+        b = b.replace(b"//", b"/")
+    if b:
+        split_rel_path(b)
+    return b
+
+
+@dataclass
+class RestorePlan:
+    entries: list[dict[str, Any]]
+    #: unique content blob ids (hex) in first-use order
+    blob_ids: list[str]
+    total_bytes: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan_restore(entries: Iterable[dict[str, Any]], include: Sequence[str | bytes] = ()) -> RestorePlan:
+    """Select (``include``) and validate entries; see the module docstring, step 1."""
+    all_entries = list(entries)
+    incl = [normalise_include(p) for p in include]
+    incl = [p for p in incl if p] if incl else []
+
+    def selected(path: bytes) -> bool:
+        if not incl:
+            return True
+        for p in incl:
+            if path == p or path.startswith(p + b"/") or p.startswith(path + b"/"):
+                # the path itself, something below it, or an ancestor directory of it
+                return True
+        return False
+
+    by_path: dict[bytes, dict[str, Any]] = {}
+    chosen: list[dict[str, Any]] = []
+    matched: set[bytes] = set()
+    for entry in all_entries:
+        path = entry.get("path")
+        split_rel_path(path)
+        assert isinstance(path, bytes)  # split_rel_path refused anything else
+        kind = entry.get("type")
+        if kind not in KNOWN_TYPES:
+            raise refuse(path, f"unknown entry type {kind!r}")
+        if path in by_path:
+            raise refuse(path, "duplicate path in snapshot")
+        by_path[path] = entry
+        if not selected(path):
+            continue
+        for p in incl:
+            if path == p or path.startswith(p + b"/"):
+                matched.add(p)
+        chosen.append(entry)
+
+    for p in incl:
+        if p not in matched:
+            raise refuse(p, "--include matches nothing in the snapshot")
+
+    chosen_paths = {e["path"] for e in chosen}
+    out: list[dict[str, Any]] = []
+    written: set[bytes] = set()
+    warnings: list[str] = []
+    for entry in chosen:
+        path = entry["path"]
+        parts = path.split(b"/")
+        # Every ancestor that the snapshot holds must be a directory: a symlinked parent
+        # (crafted "a" -> "/etc", then "a/passwd") is refused, never resolved.
+        for i in range(1, len(parts)):
+            anc = b"/".join(parts[:i])
+            parent = by_path.get(anc)
+            if parent is not None and parent.get("type") != "dir":
+                raise refuse(path, f"parent {display_path(anc)} is a {parent.get('type')}, not a directory")
+        kind = entry["type"]
+        if kind == "symlink":
+            target = entry.get("target")
+            if not isinstance(target, bytes) or not target or b"\0" in target:
+                raise refuse(path, "symlink without a valid target")
+        if kind == "hardlink":
+            target = entry.get("target")
+            split_rel_path(target)
+            first = by_path.get(target)
+            if first is None or first.get("type") in ("dir", "hardlink") or target not in written and target in chosen_paths:
+                raise refuse(path, "hard link target is not an earlier non-directory entry")
+            if target not in chosen_paths:
+                # The first path is outside --include: restore this name as a copy of it.
+                promoted = dict(first)
+                promoted["path"] = path
+                entry = promoted
+                warnings.append(f"{display_path(path)}: hard link target outside --include, restored as a copy")
+        if entry["type"] == "file":
+            content = entry.get("content")
+            if not isinstance(content, list) or not all(isinstance(c, str) for c in content):
+                raise refuse(path, "file entry without a content list")
+        written.add(path)
+        out.append(entry)
+
+    blob_ids: list[str] = []
+    seen: set[str] = set()
+    total = 0
+    for entry in out:
+        if entry["type"] != "file":
+            continue
+        total += int(entry.get("size", 0))
+        for cid in entry["content"]:
+            if cid not in seen:
+                seen.add(cid)
+                blob_ids.append(cid)
+    return RestorePlan(out, blob_ids, total, warnings)
+
+
+class BlobCache:
+    """Decrypted blobs kept between the integrity pass and the write pass, up to a budget.
+
+    Small restores (the usual single file or directory) then read every blob
+    once; large ones read twice rather than hold the data set in memory.
+    """
+
+    def __init__(self, load: LoadBlob, budget: int = 256 * 1024 * 1024) -> None:
+        self._load = load
+        self._budget = budget
+        self._used = 0
+        self._data: dict[str, bytes] = {}
+        self.loads = 0
+
+    def load(self, blob_id: str) -> bytes:
+        data = self._data.get(blob_id)
+        if data is not None:
+            return data
+        self.loads += 1
+        return self._load(blob_id)
+
+    def prefetch(self, blob_id: str) -> int:
+        data = self._load(blob_id)
+        self.loads += 1
+        if self._used + len(data) <= self._budget:
+            self._data[blob_id] = data
+            self._used += len(data)
+        return len(data)
+
+
+def check_integrity(plan: RestorePlan, has_blob: HasBlob, cache: BlobCache) -> list[dict[str, str]]:
+    """Step 2: every needed blob indexed, and every one loads (= authenticates).  Returns problems."""
+    from fleetsafe.errors import FleetsafeError
+
+    problems: list[dict[str, str]] = []
+    for cid in plan.blob_ids:
+        if not has_blob(cid):
+            problems.append({"object": cid, "problem": "blob not in the index"})
+    if problems:
+        return problems
+    for cid in plan.blob_ids:
+        try:
+            cache.prefetch(cid)
+        except FleetsafeError as exc:
+            problems.append({"object": cid, "problem": str(exc)})
+    return problems
+
+
+class _Dirs:
+    """Open directory fds reached from the target root, one ``O_NOFOLLOW`` component at a time."""
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self._cache: dict[bytes, int] = {b"": root_fd}
+
+    def open(self, rel_dir: bytes, *, create: bool, created: set[bytes] | None = None) -> int:
+        fd = self._cache.get(rel_dir)
+        if fd is not None:
+            return fd
+        parent, _, name = rel_dir.rpartition(b"/")
+        pfd = self.open(parent, create=create, created=created)
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+        except FileNotFoundError:
+            if not create:
+                raise
+            # Not in the snapshot (or outside --include): make it private; it gets no metadata.
+            os.mkdir(name, 0o700, dir_fd=pfd)
+            if created is not None:
+                created.add(rel_dir)
+            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise refuse(rel_dir, "a symlink or non-directory is in the way; not followed") from exc
+            raise
+        self._cache[rel_dir] = fd
+        return fd
+
+    def forget_below(self, keep: bytes) -> None:
+        """Close cached fds that are not ancestors of ``keep`` (pre-order walk: they are done)."""
+        for path in list(self._cache):
+            if path and not (keep == path or keep.startswith(path + b"/")):
+                os.close(self._cache.pop(path))
+
+    def close(self) -> None:
+        for path, fd in list(self._cache.items()):
+            if path:
+                os.close(fd)
+        self._cache = {b"": self.root_fd}
+
+
+@dataclass
+class RestoreStats:
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    other: int = 0
+    bytes: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class RestoreWriter:
+    """Writes a validated plan below ``target_dir`` (see module docstring, steps 3 and 4)."""
+
+    def __init__(
+        self,
+        target_dir: str | bytes | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        chown: bool | None = None,
+        on_error: OnError | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.target = os.fsencode(target_dir)
+        self.overwrite = overwrite
+        self.chown = (os.geteuid() == 0) if chown is None else chown
+        self.stats = RestoreStats()
+        self._on_error = on_error
+        self._progress = progress
+        self._restored: set[bytes] = set()
+        self._created_dirs: set[bytes] = set()
+        self._dir_meta: list[dict[str, Any]] = []
+
+    # --- target -------------------------------------------------------------------
+
+    def _open_root(self) -> int:
+        try:
+            os.makedirs(self.target, mode=0o700, exist_ok=True)
+            return os.open(self.target, _DIR_FLAGS)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise refuse(self.target, "target directory is a symlink or not a directory") from exc
+            raise RestoreRefused(exc.strerror or str(exc), path=display_path(self.target)) from exc
+
+    def _error(self, path: bytes, exc: BaseException) -> None:
+        msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.stats.errors.append({"path": display_path(path), "error": msg})
+        if self._on_error is not None:
+            self._on_error(path, exc)
+
+    # --- step 3 ---------------------------------------------------------------------
+
+    def preflight(self, plan: RestorePlan) -> list[dict[str, str]]:
+        """Existing things in the way.  Never changes anything."""
+        conflicts: list[dict[str, str]] = []
+        root = self._open_root()
+        dirs = _Dirs(root)
+        try:
+            for entry in plan.entries:
+                path: bytes = entry["path"]
+                parent, _, name = path.rpartition(b"/")
+                dirs.forget_below(parent)
+                try:
+                    pfd = dirs.open(parent, create=False)
+                except FileNotFoundError:
+                    continue  # parent will be created: nothing can be in the way
+                except UnsafePath as exc:
+                    conflicts.append({"path": display_path(path), "problem": str(exc)})
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if entry["type"] != "dir":
+                        conflicts.append({"path": display_path(path), "problem": "a directory exists where a non-directory would be written"})
+                    continue
+                if entry["type"] == "dir":
+                    conflicts.append({"path": display_path(path), "problem": "a non-directory exists where a directory would be created"})
+                elif not self.overwrite:
+                    conflicts.append({"path": display_path(path), "problem": "exists (use --overwrite to replace)"})
+        finally:
+            dirs.close()
+            os.close(root)
+        return conflicts
+
+    # --- step 4 ---------------------------------------------------------------------
+
+    def write(self, plan: RestorePlan, load_blob: LoadBlob) -> RestoreStats:
+        root = self._open_root()
+        dirs = _Dirs(root)
+        done_bytes = 0
+        try:
+            for entry in plan.entries:
+                path: bytes = entry["path"]
+                parent, _, name = path.rpartition(b"/")
+                dirs.forget_below(parent)
+                try:
+                    pfd = dirs.open(parent, create=True, created=self._created_dirs)
+                    self._write_entry(pfd, dirs, name, entry, load_blob)
+                    self._restored.add(path)
+                except (OSError, RestoreRefused) as exc:
+                    self._error(path, exc)
+                if entry["type"] == "file":
+                    done_bytes += int(entry.get("size", 0))
+                    if self._progress:
+                        self._progress(done_bytes, plan.total_bytes)
+            dirs.close()
+            self._finish_dirs(root)
+        finally:
+            dirs.close()
+            os.close(root)
+        self.stats.warnings.extend(plan.warnings)
+        return self.stats
+
+    def _tmp_name(self) -> bytes:
+        return _TMP_PREFIX + secrets.token_hex(8).encode()
+
+    def _write_entry(self, pfd: int, dirs: _Dirs, name: bytes, entry: dict[str, Any], load_blob: LoadBlob) -> None:
+        kind = entry["type"]
+        if kind == "dir":
+            self._make_dir(pfd, name, entry)
+        elif kind == "file":
+            self._make_file(pfd, name, entry, load_blob)
+        elif kind == "symlink":
+            self._make_symlink(pfd, name, entry)
+        elif kind == "hardlink":
+            self._make_hardlink(pfd, dirs, name, entry)
+        elif kind == "fifo":
+            self._make_fifo(pfd, name, entry)
+        else:
+            # Devices and sockets carry no content and need mknod; they are recreated by the OS.
+            self.stats.warnings.append(f"{display_path(entry['path'])}: {kind} entry not restored")
+
+    def _replace_into(self, pfd: int, name: bytes, make: Callable[[bytes], None]) -> None:
+        """Create via ``make(name)`` directly (O_EXCL semantics) or, with overwrite, via temp + rename."""
+        if not self.overwrite:
+            make(name)
+            return
+        tmp = self._tmp_name()
+        make(tmp)
+        try:
+            # rename never follows a symlink at the destination: it replaces the link itself.
+            os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+        except OSError:
+            try:
+                os.unlink(tmp, dir_fd=pfd)
+            except OSError:
+                pass
+            raise
+
+    def _make_dir(self, pfd: int, name: bytes, entry: dict[str, Any]) -> None:
+        try:
+            os.mkdir(name, 0o700, dir_fd=pfd)
+            created = True
+        except FileExistsError:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                raise refuse(entry["path"], "a non-directory exists where a directory would be created") from None
+            created = entry["path"] in self._created_dirs
+        self._created_dirs.discard(entry["path"])
+        # Metadata later (deepest first), and only on directories this restore made, unless
+        # --overwrite: an existing directory we merge into keeps its own mode and owner.
+        if created or self.overwrite:
+            self._dir_meta.append(entry)
+        self.stats.dirs += 1
+
+    def _apply_fd_meta(self, fd: int, entry: dict[str, Any]) -> None:
+        if self.chown:
+            os.fchown(fd, int(entry.get("uid", 0)), int(entry.get("gid", 0)))
+        os.fchmod(fd, int(entry.get("mode", 0o600)) & 0o7777)
+        mtime = int(entry.get("mtime_ns", 0))
+        os.utime(fd, ns=(mtime, mtime))
+
+    def _make_file(self, pfd: int, name: bytes, entry: dict[str, Any], load_blob: LoadBlob) -> None:
+        path = entry["path"]
+
+        def make(fname: bytes) -> None:
+            fd = os.open(fname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+            try:
+                written = 0
+                for cid in entry["content"]:
+                    data = load_blob(cid)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    written += len(data)
+                expected = int(entry.get("size", written))
+                if written != expected:
+                    raise refuse(path, f"content is {written} bytes, entry says {expected}")
+                self._apply_fd_meta(fd, entry)
+                self.stats.bytes += written
+            except BaseException:
+                os.close(fd)
+                try:
+                    os.unlink(fname, dir_fd=pfd)
+                except OSError:
+                    pass
+                raise
+            os.close(fd)
+
+        self._replace_into(pfd, name, make)
+        self.stats.files += 1
+
+    def _make_symlink(self, pfd: int, name: bytes, entry: dict[str, Any]) -> None:
+        def make(fname: bytes) -> None:
+            os.symlink(entry["target"], fname, dir_fd=pfd)
+            if self.chown:
+                os.chown(fname, int(entry.get("uid", 0)), int(entry.get("gid", 0)), dir_fd=pfd, follow_symlinks=False)
+            mtime = int(entry.get("mtime_ns", 0))
+            os.utime(fname, ns=(mtime, mtime), dir_fd=pfd, follow_symlinks=False)
+
+        self._replace_into(pfd, name, make)
+        self.stats.symlinks += 1
+
+    def _make_hardlink(self, pfd: int, dirs: _Dirs, name: bytes, entry: dict[str, Any]) -> None:
+        target: bytes = entry["target"]
+        if target not in self._restored:
+            raise refuse(entry["path"], f"hard link target {display_path(target)} was not restored")
+        tparent, _, tname = target.rpartition(b"/")
+        tfd = dirs.open(tparent, create=False)
+
+        def make(fname: bytes) -> None:
+            # follow_symlinks=False: linking a restored symlink links the symlink, not what it names.
+            os.link(tname, fname, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+
+        self._replace_into(pfd, name, make)
+        self.stats.hardlinks += 1
+
+    def _make_fifo(self, pfd: int, name: bytes, entry: dict[str, Any]) -> None:
+        def make(fname: bytes) -> None:
+            os.mkfifo(fname, 0o600, dir_fd=pfd)
+            # A FIFO opened read-only and non-blocking returns at once; O_NOFOLLOW makes sure
+            # the metadata lands on the node we just made.
+            fd = os.open(fname, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                self._apply_fd_meta(fd, entry)
+            finally:
+                os.close(fd)
+
+        self._replace_into(pfd, name, make)
+        self.stats.other += 1
+
+    def _finish_dirs(self, root: int) -> None:
+        """Directory owners, modes and mtimes, deepest first, so a 0500 parent is set after
+        its children were written and a child's mtime is not bumped by later writes."""
+        dirs = _Dirs(root)
+        try:
+            for entry in sorted(self._dir_meta, key=lambda e: e["path"].count(b"/"), reverse=True):
+                path = entry["path"]
+                parent, _, name = path.rpartition(b"/")
+                dirs.forget_below(parent)
+                try:
+                    pfd = dirs.open(parent, create=False)
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+                    try:
+                        self._apply_fd_meta(fd, entry)
+                    finally:
+                        os.close(fd)
+                except (OSError, RestoreRefused) as exc:
+                    self._error(path, exc)
+        finally:
+            dirs.close()
