@@ -128,17 +128,23 @@ class Fleet:
         raise FleetError(f"fleet {self.name!r} has no host {name!r}")
 
     # ------------------------------------------------------------ lifecycle
-    def up(self, specs: list[tuple[str, str]], base_port: int, user: str = "root",
+    def up(self, specs: list[tuple[str, ...]], base_port: int, user: str = "root",
            timeout: float = 90.0) -> list[Host]:
-        """Start hosts ``[(name, group), …]`` on consecutive ports from ``base_port``.
+        """Start hosts ``[(name, group[, user]), …]`` on consecutive ports from ``base_port``.
 
-        Containers of an earlier fleet with the same name are replaced.
+        ``user`` is the SSH user for hosts whose spec names none. Containers of an
+        earlier fleet with the same name are replaced.
         """
         self.remove_containers()
         self.hosts = []
         self._ensure_key()
         self.known_hosts.write_text("")
-        new = [self._new_host(n, g, base_port + i, user) for i, (n, g) in enumerate(specs)]
+        new = []
+        for i, spec in enumerate(specs):
+            host = self._new_host(spec[0], spec[1], base_port + i, spec[2] if len(spec) > 2 else user)
+            new.append(host)
+            self.hosts.append(host)  # so that the next one's port check sees it
+        self.hosts = []
         self._start(new, timeout)
         return new
 
@@ -331,11 +337,13 @@ def _run(argv: list[str], check: bool = True) -> str:
 
 
 # ---------------------------------------------------------------------- CLI
-def _spec(text: str) -> tuple[str, str]:
-    name, _, group = text.partition(":")
-    if not name or group not in GROUPS:
-        raise argparse.ArgumentTypeError(f"expected NAME:servers or NAME:workstations, got {text!r}")
-    return name, group
+def _spec(text: str) -> tuple[str, ...]:
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or parts[1] not in GROUPS \
+            or (len(parts) == 3 and parts[2] not in ("root", NONROOT_USER)):
+        raise argparse.ArgumentTypeError(
+            f"expected NAME:servers|workstations[:root|{NONROOT_USER}], got {text!r}")
+    return tuple(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("up", help="start a fleet (replaces one of the same name)")
     p.add_argument("name")
     p.add_argument("--host", dest="hosts", action="append", type=_spec, required=True,
-                   metavar="NAME:GROUP")
+                   metavar="NAME:GROUP[:USER]")
     p.add_argument("--base-port", type=int, default=22001)
     p.add_argument("--user", default="root", choices=["root", NONROOT_USER],
                    help="SSH user Ansible logs in as (ops: non-root with become)")

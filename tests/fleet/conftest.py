@@ -1,0 +1,135 @@
+"""Fixtures for the container-fleet tests (issue 3): podman systemd hosts over real SSH.
+
+Everything here is real: containers from the test-host image
+(tools/testbed/build-image.sh), each with systemd as PID 1 and its own sshd on
+127.0.0.1, driven by ``ansible-playbook`` over OpenSSH. ``make test`` runs
+``make fleet-image`` first; the ``fleet_image`` fixture still (re)builds the image when
+it is missing or stale, so ``pytest tests/fleet`` works on its own as root.
+
+Ports: the fleet test uses 127.0.0.1:22021-22029, molecule scenarios 22031+,
+``make demo-fleet`` 22001-22010, so they can run side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools" / "fleet"))
+
+from fleetctl import Fleet  # noqa: E402
+
+BUILD = REPO / "build"
+IMAGE = os.environ.get("FLEET_IMAGE", "localhost/fleetsafe-host:bookworm")
+VENV_BIN = Path(sys.executable).parent
+SITE = REPO / "playbooks" / "site.yml"
+
+
+def _need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is not installed: run `make fleet-host-setup` (tools/testbed/host-setup.sh)")
+
+
+@pytest.fixture(scope="session")
+def fleet_image() -> str:
+    """The test-host image, built once and cached by the hash of its build script."""
+    _need("podman")
+    _need("debootstrap")
+    t0 = time.monotonic()
+    subprocess.run([str(REPO / "tools" / "testbed" / "build-image.sh"), IMAGE], check=True,
+                   capture_output=True, text=True, timeout=900)
+    if time.monotonic() - t0 > 10:
+        print(f"fleet image built in {time.monotonic() - t0:.0f} s")
+    return IMAGE
+
+
+@pytest.fixture(scope="session")
+def collections_path() -> Path:
+    """A collections dir in which fleetsafe.backup is this working tree (TESTBED §2)."""
+    root = BUILD / "collections"
+    link = root / "ansible_collections" / "fleetsafe" / "backup"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink() or link.resolve() != REPO:
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(REPO)
+    return root
+
+
+def ansible_env(collections_path: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
+        "ANSIBLE_COLLECTIONS_PATH": str(collections_path),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "NO_COLOR": "1",
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_PIPELINING": "True",
+        "FLEET_IMAGE": IMAGE,
+    })
+    env.update(extra)
+    return env
+
+
+@dataclass
+class PlayResult:
+    """One ``ansible-playbook`` run, as recorded by callback_plugins/fleet_record.py."""
+
+    rc: int
+    stats: dict[str, dict[str, int]]
+    custom_stats: dict
+    tasks: list[dict]
+    log: Path
+    seconds: float
+
+    def changed(self, host: str) -> int:
+        return self.stats[host]["changed"]
+
+    def failed_hosts(self) -> set[str]:
+        return {h for h, s in self.stats.items() if s["failures"] or s["unreachable"]}
+
+    def changed_tasks(self, host: str) -> list[str]:
+        return [t["task"] for t in self.tasks if t["host"] == host and t["changed"]]
+
+    def summary(self) -> str:
+        lines = [f"rc={self.rc} in {self.seconds:.0f} s, log {self.log}"]
+        lines += [f"  {h}: {s}" for h, s in self.stats.items()]
+        lines += [f"  set_stats: {json.dumps(self.custom_stats)[:1500]}"]
+        lines += [f"  {t['host']}: {t['status']}: {t['task']}: {t['msg'][:300]}"
+                  for t in self.tasks if t["status"] in ("failed", "unreachable")]
+        return "\n".join(lines)
+
+
+def run_playbook(playbook: Path, inventory: Path, env: dict[str, str], log: Path,
+                 extra_vars: dict | None = None, timeout: float = 900) -> PlayResult:
+    """Run ``ansible-playbook``; its human output goes to ``log``, the facts to assert on
+    come from the fleet_record callback (stats, changed tasks, failures, set_stats)."""
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    record = log.with_suffix(".json")
+    record.unlink(missing_ok=True)
+    env = dict(env, ANSIBLE_CALLBACK_PLUGINS=str(Path(__file__).parent / "callback_plugins"),
+               ANSIBLE_CALLBACKS_ENABLED="fleet_record", FLEET_RECORD_FILE=str(record),
+               ANSIBLE_SHOW_CUSTOM_STATS="True")
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        p = subprocess.run(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+    seconds = time.monotonic() - t0
+    if not record.exists():
+        raise AssertionError(f"ansible-playbook rc={p.returncode} ended before its recap; "
+                             f"last output ({log}):\n{log.read_text()[-4000:]}")
+    doc = json.loads(record.read_text())
+    return PlayResult(rc=p.returncode, stats=doc["stats"], custom_stats=doc["global_custom_stats"],
+                      tasks=doc["tasks"], log=log, seconds=seconds)
