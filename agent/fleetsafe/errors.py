@@ -201,3 +201,16 @@ class RestoreRefused(FleetsafeError):
     template = "restore refused for {path}: {msg}"
     exit_code = EXIT_REFUSED
     kind = "restore_refused"
+
+
+# --- repository format (added by the repository layer; new subclasses only) ---------
+class BlobNotFound(IntegrityError):
+    """A blob a snapshot or caller needs is in no index: the repository is incomplete."""
+
+    template = "blob {blob} is not in the index of repository {repo}"
+    kind = "blob_not_found"
+
+
+class AmbiguousSnapshotId(UsageError):
+    template = "snapshot id prefix {snapshot!r} matches {count} snapshots; give more characters"
+    kind = "ambiguous_snapshot"
