@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 PIP   := $(VENV)/bin/pip
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv deps test demo lint clean
+.PHONY: venv deps test demo lint clean wheels collections
 
 # Debian packages the suite and the demo need (idempotent, quick when present).
 APT_PACKAGES := python3-venv openssh-server openssl zstd
@@ -26,6 +26,36 @@ venv: deps $(VENV)/.installed
 
 test: venv
 	$(VENV)/bin/pytest -q tests
+
+# --- the demo: this machine as a one-host fleet ------------------------------
+# Ansible finds this working tree as the collection fleetsafe.backup through a
+# symlink (TESTBED §2); ansible.cfg points there too.
+COLLECTIONS := $(CURDIR)/build/collections
+ANSIBLE_ENV := ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg
+WHEELS      := build/wheels
+AGENT_SRC   := $(shell find agent/fleetsafe -name '*.py' 2>/dev/null) agent/pyproject.toml
+
+collections:
+	@mkdir -p $(COLLECTIONS)/ansible_collections/fleetsafe
+	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/fleetsafe/backup
+
+# Wheels of the agent, all its dependencies and pip, rebuilt when the agent changes.
+$(WHEELS)/SHA256SUMS: $(AGENT_SRC) requirements-dev.txt tools/build-wheels.sh | $(VENV)/.installed
+	PIP=$(PIP) tools/build-wheels.sh $(WHEELS)
+
+wheels: venv $(WHEELS)/SHA256SUMS
+
+# make demo: recovery key pair (once), then the site playbook on inventories/local.
+# A first run takes a full and an incremental backup; a re-run within the
+# FREQ-FULL window (7 days) takes one more incremental.
+demo: venv wheels collections
+	$(ANSIBLE_ENV) $(VENV)/bin/ansible-playbook -i inventories/local playbooks/recovery_key.yml
+	$(ANSIBLE_ENV) $(VENV)/bin/ansible-playbook -i inventories/local playbooks/site.yml
+	@echo "report: $(CURDIR)/reports/latest/index.html  ($(CURDIR)/reports/latest/fleet.json)"
+
+lint: venv collections
+	$(ANSIBLE_ENV) $(VENV)/bin/ansible-lint
+	$(VENV)/bin/antsibull-changelog lint
 
 clean:
 	rm -rf build reports state

@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import json
 import os
 
@@ -236,7 +237,7 @@ def run_backup(agent, backup_type, sources=None, check_mode=False, fail_on_locke
     return result
 
 
-def list_snapshots(agent, last=0):
+def list_snapshots(agent, last=0, now=None):
     """``fleetsafe snapshots``: read-only.  Returns snapshots (oldest first),
     the newest full and incremental snapshot, and the count."""
     rc, doc = agent.call("snapshots")
@@ -250,8 +251,42 @@ def list_snapshots(agent, last=0):
     for snap in snapshots:
         last_of[snap.get("type")] = snap
     shown = snapshots[-last:] if last and last > 0 else snapshots
+    now = _utcnow() if now is None else now
     return dict(changed=False, snapshots=shown, count=len(snapshots),
-                last_full=last_of.get("full"), last_incremental=last_of.get("incremental"))
+                last_full=last_of.get("full"), last_incremental=last_of.get("incremental"),
+                last_full_age_seconds=_age(last_of.get("full"), now),
+                last_incremental_age_seconds=_age(last_of.get("incremental"), now))
+
+
+def _utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def parse_time(text):
+    """An ISO-8601 UTC time of the agent (``2026-12-03T17:00:00Z``, optional fraction)."""
+    value = str(text).strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    if "." in value:
+        # fromisoformat before Python 3.11 takes only 3 or 6 fraction digits.
+        head, _, rest = value.partition(".")
+        digits = "".join(c for c in rest if c.isdigit())
+        tz = rest[len(digits):]
+        value = "%s.%s%s" % (head, (digits + "000000")[:6], tz)
+    stamp = datetime.datetime.fromisoformat(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+    return stamp
+
+
+def _age(snapshot, now):
+    """Seconds since the snapshot started, or None (no snapshot / no usable time)."""
+    if not snapshot or not snapshot.get("start"):
+        return None
+    try:
+        return max(0.0, round((now - parse_time(snapshot["start"])).total_seconds(), 3))
+    except ValueError:
+        return None
 
 
 def run_verify(agent, read_data_percent=0.0):

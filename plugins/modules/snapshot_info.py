@@ -126,6 +126,16 @@ last_incremental:
   returned: always
   type: dict
   sample: {id: b2c3d4e5, type: incremental, start: "2026-12-03T18:00:00Z"}
+last_full_age_seconds:
+  description: Seconds since the newest full snapshot started (host clock), or null (FREQ-FULL).
+  returned: always
+  type: float
+  sample: 86400.0
+last_incremental_age_seconds:
+  description: Seconds since the newest incremental snapshot started (host clock), or null (FREQ-INCR).
+  returned: always
+  type: float
+  sample: 3600.0
 """
 
 from ansible.module_utils.basic import AnsibleModule
