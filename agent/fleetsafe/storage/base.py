@@ -26,12 +26,19 @@ This layer knows nothing about packs, keys or snapshots.
 from __future__ import annotations
 
 import builtins
+import os
 import re
+import stat
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fleetsafe.errors import InvalidObjectName, InvalidRange, ObjectNotFound
+from fleetsafe.errors import (
+    ConfigError,
+    InvalidObjectName,
+    InvalidRange,
+    ObjectNotFound,
+)
 
 if TYPE_CHECKING:  # typing.Self is 3.11+; the agent still runs on 3.9 hosts
     from typing import Self
@@ -81,6 +88,22 @@ def dir_may_match(rel_dir: str, prefix: str) -> bool:
         return True
     d = rel_dir + "/"
     return d.startswith(prefix) or prefix.startswith(d)
+
+
+def check_secret_file(path: str, what: str) -> None:
+    """Refuse a missing secret file or one that other users can read.
+
+    Like OpenSSH with private keys: a secret that every local user can read
+    is not a secret, and refusing early is clearer than a later auth failure.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{what} {path}: not a regular file")
+    if st.st_mode & 0o007:
+        raise ConfigError(f"{what} {path}: mode {stat.S_IMODE(st.st_mode):04o} lets every user read it; chmod 0600")
 
 
 @dataclass(frozen=True)
