@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: backup
 short_description: Take a full or incremental fleetsafe backup on a host
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Runs C(fleetsafe backup --type full|incremental --json) on the managed host
     and returns the agent's result document (FREQ-FULL, FREQ-INCR, AUD-LOG).

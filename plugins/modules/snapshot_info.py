@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: snapshot_info
 short_description: List the fleetsafe snapshots of a host's repository
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Runs C(fleetsafe snapshots --json) on the managed host and returns the
     snapshots, oldest first, with the newest full and incremental snapshot

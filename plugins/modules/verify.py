@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: verify
 short_description: Check the integrity of a host's fleetsafe repository
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Runs C(fleetsafe verify --json) on the managed host (VER-CHECKSUM, ENC-TEST).
   - The structural check confirms that every pack's name is the SHA-256 of its
