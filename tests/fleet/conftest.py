@@ -133,3 +133,97 @@ def run_playbook(playbook: Path, inventory: Path, env: dict[str, str], log: Path
     doc = json.loads(record.read_text())
     return PlayResult(rc=p.returncode, stats=doc["stats"], custom_stats=doc["global_custom_stats"],
                       tasks=doc["tasks"], log=log, seconds=seconds)
+
+
+# ---------------------------------------------------------------- the controller
+@pytest.fixture(scope="session")
+def controller_ready(collections_path) -> Path:
+    """Wheels and the recovery key pair, made ONCE before anything runs in parallel
+    (concurrent tools/build-wheels.sh runs would race on build/wheels). The wheels are
+    rebuilt when an agent source file is newer than them."""
+    wheels = BUILD / "wheels"
+    sums = wheels / "SHA256SUMS"
+    sources = [p for p in (REPO / "agent").rglob("*") if p.suffix in (".py", ".toml")
+               and "build" not in p.relative_to(REPO / "agent").parts]
+    newest = max(p.stat().st_mtime for p in sources)
+    if not sums.exists() or sums.stat().st_mtime < newest:
+        subprocess.run([str(REPO / "tools" / "build-wheels.sh"), str(wheels)], cwd=REPO, check=True,
+                       env=dict(os.environ, PIP=str(VENV_BIN / "pip")), timeout=600)
+    log = BUILD / "test-logs" / "controller.log"
+    r = run_playbook(REPO / "playbooks" / "recovery_key.yml", REPO / "inventories" / "local",
+                     ansible_env(collections_path), log)
+    assert r.rc == 0, r.summary()
+    return wheels
+
+
+# ---------------------------------------------------------------- molecule, in the background
+@dataclass
+class MoleculeRun:
+    scenario: str
+    proc: subprocess.Popen | None
+    log: Path
+    started: float
+    rc: int | None = None
+    seconds: float = 0.0
+
+    def wait(self, timeout: float) -> "MoleculeRun":
+        if self.rc is None and self.proc is not None:
+            try:
+                self.rc = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.rc = self.proc.wait()
+            self.seconds = time.monotonic() - self.started
+        return self
+
+    def tail(self, n: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+
+class MoleculeRuns:
+    """``molecule test -s <scenario>`` for each selected scenario; started together
+    (or one by one with FLEET_MOLECULE_PARALLEL=0)."""
+
+    def __init__(self, scenarios: list[str], env: dict[str, str]) -> None:
+        self.env = env
+        self.parallel = os.environ.get("FLEET_MOLECULE_PARALLEL", "1") != "0"
+        self.runs: dict[str, MoleculeRun] = {}
+        self.pending = list(scenarios)
+        if self.parallel:
+            for s in scenarios:
+                self._start(s)
+
+    def _start(self, scenario: str) -> MoleculeRun:
+        log = BUILD / "test-logs" / f"molecule-{scenario}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(log, "w")
+        proc = subprocess.Popen([str(VENV_BIN / "molecule"), "test", "-s", scenario], cwd=REPO,
+                                env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+        run = MoleculeRun(scenario, proc, log, time.monotonic())
+        self.runs[scenario] = run
+        return run
+
+    def result(self, scenario: str, timeout: float = 1200) -> MoleculeRun:
+        run = self.runs.get(scenario) or self._start(scenario)
+        return run.wait(timeout)
+
+    def stop(self) -> None:
+        for run in self.runs.values():
+            if run.proc and run.proc.poll() is None:
+                run.proc.terminate()
+                try:
+                    run.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    run.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def molecule_runs(request, fleet_image, collections_path, controller_ready):
+    selected = sorted({item.callspec.params["scenario"] for item in request.session.items
+                       if item.originalname == "test_molecule_scenario"})
+    env = ansible_env(collections_path, MOLECULE_GLOB="extensions/molecule/*/molecule.yml",
+                      PY_COLORS="0", ANSIBLE_NOCOLOR="1")
+    runs = MoleculeRuns(selected, env)
+    yield runs
+    runs.stop()
