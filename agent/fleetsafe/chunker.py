@@ -96,8 +96,8 @@ class ChunkerParams:
 
     def __post_init__(self) -> None:
         avg = self.avg_size
-        if avg < 256 or avg & (avg - 1):
-            raise FormatError(what="chunker avg size", expected="a power of two >= 256", got=avg)
+        if avg < 64 or avg & (avg - 1):
+            raise FormatError(what="chunker avg size", expected="a power of two >= 64", got=avg)
         if not (1 <= self.min_size <= avg <= self.max_size < 2**32):
             raise FormatError(
                 what="chunker sizes", expected="1 <= min <= avg <= max < 2**32",
@@ -157,8 +157,9 @@ class Chunker:
         self._thr_s = _U64((1 << 64) - mask_s)
         self._thr_l = _U64((1 << 64) - mask_l)
         self._shifts = {s: _U64(s) for s in (1, 2, 4, 8, 16, 32)}
-        self._w = np.empty(HASH_BLOCK + WINDOW, dtype=_U64)
-        self._tmp = np.empty(HASH_BLOCK + WINDOW, dtype=_U64)
+        self._block = HASH_BLOCK
+        self._w = np.empty(self._block + WINDOW, dtype=_U64)
+        self._tmp = np.empty(self._block + WINDOW, dtype=_U64)
 
     # -- candidates -----------------------------------------------------------------
     def _candidates(self, data: bytes, context: bytes, base: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,18 +169,19 @@ class Chunker:
         Works block by block with preallocated arrays small enough to stay in
         the CPU cache; that, not the arithmetic, decides the throughput.
         """
-        arr = np.frombuffer(data, dtype=np.uint8)
-        n = arr.size
-        w, tmp = self._w, self._tmp
+        # ext = 63 bytes of context || data, so every block can take its
+        # 63-byte look-back from one array (also for blocks shorter than 63).
+        ext = np.frombuffer(bytes(context[-(WINDOW - 1):]) + data, dtype=np.uint8) if context \
+            else np.frombuffer(data, dtype=np.uint8)
+        c = ext.size - len(data)
+        n = len(data)
+        w, tmp, blk = self._w, self._tmp, self._block
         pos_parts: list[np.ndarray] = []
         strong_parts: list[np.ndarray] = []
-        for start in range(0, n, HASH_BLOCK):
-            if start == 0:
-                block = np.concatenate((np.frombuffer(context, dtype=np.uint8), arr[:HASH_BLOCK]))
-                skip = len(context)
-            else:
-                block = arr[start - (WINDOW - 1):start + HASH_BLOCK]
-                skip = WINDOW - 1
+        for start in range(0, n, blk):
+            lo = max(0, c + start - (WINDOW - 1))
+            block = ext[lo:c + start + blk]
+            skip = c + start - lo
             m = block.size
             ww = w[:m]
             np.take(self.gear, block, out=ww)

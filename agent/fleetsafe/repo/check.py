@@ -5,7 +5,8 @@ it finds; it reports each problem as ``{"object": <object name>, "problem":
 <text>}`` (also passed to ``on_problem`` as found) and returns::
 
     {"status": "ok" | "damaged", "packs_checked", "blobs_checked", "bytes_read",
-     "snapshots_checked", "problems": [...], "notes": [...], "unreferenced_packs"}
+     "snapshots_checked", "index_objects_checked", "trees_checked",
+     "problems": [...], "notes": [{"object", "note"}], "unreferenced_packs"}
 
 Structural part (always):
 
@@ -53,7 +54,8 @@ def run_check(repo: Repository, read_data: float = 0.0,
     backend = repo.backend
     problems: list[dict[str, str]] = []
     notes: list[dict[str, str]] = []
-    counters = {"packs_checked": 0, "blobs_checked": 0, "bytes_read": 0, "snapshots_checked": 0}
+    counters = {"packs_checked": 0, "blobs_checked": 0, "bytes_read": 0, "snapshots_checked": 0,
+                "index_objects_checked": 0, "trees_checked": 0}
 
     def problem(obj: str, text: str) -> None:
         item = {"object": obj, "problem": text}
@@ -72,6 +74,7 @@ def run_check(repo: Repository, read_data: float = 0.0,
             continue
         try:
             counters["bytes_read"] += info.size
+            counters["index_objects_checked"] += 1
             for record in repo.read_index_object(info.name):
                 index.add_pack(record)
                 _check_record_consistent(index, record, info.name, problem)
@@ -144,6 +147,7 @@ def run_check(repo: Repository, read_data: float = 0.0,
         if key in trees_ok:
             continue
         trees_ok[key] = True
+        counters["trees_checked"] += 1
         try:
             absent = 0
             first = ""
