@@ -69,8 +69,10 @@ T = TypeVar("T")
 
 #: bytes per write call; paramiko splits further into 32 KiB SFTP packets
 _WRITE_CHUNK = 1 << 20
-#: read requests in flight per load: enough to fill a WAN link, bounded memory
-_MAX_READ_REQUESTS = 64
+#: bytes per read call on a prefetched file
+_READ_CHUNK = 1 << 20
+#: 32 KiB read requests in flight per load: fills a WAN link, bounds memory (4 MiB)
+_MAX_READ_REQUESTS = 128
 
 # Exceptions that mean "the connection is unusable": retry on a new one.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -241,7 +243,17 @@ class SFTPBackend(Backend):
                     return b""
                 fh.seek(offset)
                 fh.prefetch(offset + want, max_concurrent_requests=_MAX_READ_REQUESTS)
-                return fh.read(want)
+                # Read in slices: one huge read() is several times slower in
+                # paramiko's buffer handling.
+                parts: builtins.list[bytes] = []
+                got = 0
+                while got < want:
+                    part = fh.read(min(_READ_CHUNK, want - got))
+                    if not part:
+                        break  # shrank while we read: reported as a short read
+                    parts.append(part)
+                    got += len(part)
+                return b"".join(parts)
 
         data = self._run(name, op)
         if size is not None and len(data) != size:
