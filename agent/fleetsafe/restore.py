@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetsafe.errors import RestoreRefused
+from fleetsafe.errors import FleetsafeError, RestoreRefused
 from fleetsafe.pathnames import display_path
 
 OnError = Callable[[bytes, BaseException], None]
@@ -226,8 +226,6 @@ class BlobCache:
 
 def check_integrity(plan: RestorePlan, has_blob: HasBlob, cache: BlobCache) -> list[dict[str, str]]:
     """Step 2: every needed blob indexed, and every one loads (= authenticates).  Returns problems."""
-    from fleetsafe.errors import FleetsafeError
-
     problems: list[dict[str, str]] = []
     for cid in plan.blob_ids:
         if not has_blob(cid):
@@ -387,7 +385,7 @@ class RestoreWriter:
                     pfd = dirs.open(parent, create=True, created=self._created_dirs)
                     self._write_entry(pfd, dirs, name, entry, load_blob)
                     self._restored.add(path)
-                except (OSError, RestoreRefused) as exc:
+                except (OSError, FleetsafeError) as exc:
                     self._error(path, exc)
                 if entry["type"] == "file":
                     done_bytes += int(entry.get("size", 0))
@@ -549,3 +547,70 @@ class RestoreWriter:
                     self._error(path, exc)
         finally:
             dirs.close()
+
+
+class RestoreBlocked(RestoreRefused):
+    """Refused before writing, with every reason listed (``extra`` goes into the JSON error document)."""
+
+    template = "restore refused: {msg}"
+    kind = "restore_refused"
+
+    def __init__(self, msg: str, problems: list[dict[str, str]]) -> None:
+        super().__init__(msg)
+        self.extra = {"problems": problems}
+
+
+def restore_snapshot(
+    repo: Any,
+    snapshot: str,
+    target_dir: str | bytes | os.PathLike[str],
+    *,
+    include: Sequence[str | bytes] = (),
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Restore one snapshot with steps 1-4 of the module docstring; returns the result document.
+
+    ``repo`` needs ``load_snapshot``, ``read_tree``, ``has_blob``, ``load_blob``.
+    Raises ``RestoreRefused`` (exit 8) before anything is written when the
+    tree is unreadable, a path is unsafe, a blob is missing or fails
+    authentication, or something is in the way.
+    """
+    from fleetsafe.errors import IntegrityError
+
+    manifest = repo.load_snapshot(snapshot)
+    try:
+        entries = list(repo.read_tree(list(manifest.get("tree") or [])))
+    except IntegrityError as exc:
+        # A tree that fails to decrypt or parse (including paths the format refuses) is an
+        # integrity failure of the restore source: refuse, nothing has been written.
+        raise RestoreBlocked(f"snapshot {manifest['id'][:12]} tree failed its integrity check: {exc}",
+                             [{"object": "tree", "problem": str(exc)}]) from exc
+    plan = plan_restore(entries, include)
+    cache = BlobCache(lambda cid: repo.load_blob(cid))
+    problems = check_integrity(plan, repo.has_blob, cache)
+    if problems:
+        raise RestoreBlocked(f"{len(problems)} blob(s) missing or damaged, e.g. {problems[0]['object']}: "
+                             f"{problems[0]['problem']}", problems)
+    writer = RestoreWriter(target_dir, overwrite=overwrite, progress=progress)
+    conflicts = writer.preflight(plan)
+    if conflicts:
+        raise RestoreBlocked(f"{len(conflicts)} path(s) in the way, e.g. {conflicts[0]['path']}: "
+                             f"{conflicts[0]['problem']}",
+                             [{"object": c["path"], "problem": c["problem"]} for c in conflicts])
+    stats = writer.write(plan, cache.load)
+    return {
+        "snapshot": manifest["id"],
+        "target_dir": display_path(os.fsencode(target_dir)),
+        "files": stats.files,
+        "dirs": stats.dirs,
+        "symlinks": stats.symlinks,
+        "hardlinks": stats.hardlinks,
+        "other": stats.other,
+        "bytes": stats.bytes,
+        "blobs_verified": len(plan.blob_ids),
+        "status": "partial" if stats.errors else "success",
+        "errors": stats.errors,
+        "warnings": stats.warnings,
+        "data_sets": [display_path(p) for p in include] if include else list(manifest.get("paths") or []),
+    }

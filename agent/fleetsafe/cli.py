@@ -1,0 +1,683 @@
+"""The ``fleetsafe`` command line: argparse, ``--json`` documents, exit codes, audit events.
+
+Contract (docs/cli.md is the reference; keep it true):
+
+* With ``--json`` stdout carries exactly one JSON document, always with
+  ``schema_version: 1``; on failure it is ``{"schema_version": 1, "error":
+  kind, "message": ..., "exit_code": N, ...}``.  Logs and progress go to
+  stderr; progress only when stderr is a terminal.
+* The exit code is the ``exit_code`` of the ``FleetsafeError`` that ended the
+  run (errors.py), 3 for a ``partial`` result, 5 for a damaged repository.
+* Every action that touches the repository or keys -- init, backup,
+  snapshots, restore, verify, key create/recovery-create -- appends one
+  audit event (AUD-LOG, AC-LOG), success or not; a wrong or unreadable key
+  is logged with status ``denied``.  ``status``, ``audit`` and ``selftest``
+  only read local state and are not logged when they succeed.
+
+Each subcommand is one ``cmd_*`` function returning an ``Outcome``; ``main``
+does the shared work (config, error documents, audit, exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, NoReturn
+
+from fleetsafe import __version__
+from fleetsafe.audit import AuditLog, utc_now
+from fleetsafe.config import AgentConfig, load_config, resolve_config_path
+from fleetsafe.errors import (
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    FleetsafeError,
+    KeyError_,
+    RepositoryNotFound,
+    UsageError,
+)
+from fleetsafe.progress import Progress
+
+SCHEMA_VERSION = 1
+#: audit events keep at most this many per-path errors (the JSON result has them all)
+AUDIT_ERRORS_MAX = 100
+
+log = logging.getLogger("fleetsafe")
+
+
+class Interrupted(FleetsafeError):
+    template = "interrupted by signal {signal}"
+    kind = "interrupted"
+
+
+@dataclass
+class Audit:
+    """What one run appends to the audit log."""
+
+    action: str
+    status: str
+    start: str
+    end: str
+    data_sets: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    doc: dict[str, Any]
+    exit_code: int = EXIT_OK
+    audit: Audit | None = None
+    text: Callable[[dict[str, Any]], str] | None = None
+
+
+class Ctx:
+    """Per-run state shared by the subcommands."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.json: bool = bool(getattr(args, "json", False))
+        self.started = utc_now()
+        self._cfg: AgentConfig | None = None
+        self.progress = Progress()
+        #: set by a command as soon as it knows them, so a failure event still names them
+        self.audit_details: dict[str, Any] = {}
+
+    @property
+    def cfg(self) -> AgentConfig:
+        if self._cfg is None:
+            self._cfg = load_config(resolve_config_path(getattr(self.args, "config", None)))
+        return self._cfg
+
+    @property
+    def cfg_loaded(self) -> AgentConfig | None:
+        return self._cfg
+
+    def target(self) -> Any:
+        return self.cfg.target(getattr(self.args, "target", None))
+
+
+# --- argument parsing -------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ``UsageError`` (exit 2, JSON error document) instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    # Accepted before and after the subcommand.  On subparsers the defaults are SUPPRESS so a
+    # value given before the subcommand is not reset by the subparser.
+    d = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--config", metavar="PATH", help="agent configuration (default /etc/fleetsafe/agent.yml, env FLEETSAFE_CONFIG)", **d)
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout", **d)
+    p.add_argument("--target", metavar="NAME", help="act on this target instead of the primary one", **d)
+    p.add_argument("--recovery-key", metavar="PATH",
+                   help="open the repository with the organisation's recovery private key (passphrase from FLEETSAFE_PASSPHRASE_FILE or stdin)", **d)
+    p.add_argument("-v", "--verbose", action="count", help="more log output on stderr", **({"default": 0} if top else d))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fleetsafe", description="fleetsafe backup agent (docs/cli.md)")
+    parser.add_argument("--version", action="version", version=f"fleetsafe {__version__}")
+    _global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(name: str, func: Callable[[Ctx], Outcome], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        _global_options(p, top=False)
+        p.set_defaults(func=func)
+        return p
+
+    add("init", cmd_init, "create the repository on the target (idempotent)")
+    p = add("backup", cmd_backup, "take a snapshot (FREQ-FULL / FREQ-INCR)")
+    p.add_argument("--type", choices=("full", "incremental"), default="incremental", dest="backup_type")
+    p.add_argument("--source", action="append", metavar="PATH", help="back up this absolute path instead of the configured sources")
+    add("snapshots", cmd_snapshots, "list snapshots, oldest first")
+    p = add("restore", cmd_restore, "restore a snapshot (REST-SAFE)")
+    p.add_argument("snapshot", metavar="SNAPSHOT", help="snapshot id, unique prefix, or 'latest'")
+    p.add_argument("--target-dir", metavar="DIR", help="restore below DIR (default: a fresh dir under <state_dir>/restore)")
+    p.add_argument("--include", action="append", metavar="PATH", default=[], help="restore only PATH (and what is below it)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files (never writes through symlinks)")
+    p = add("verify", cmd_verify, "check the repository (VER-CHECKSUM, ENC-TEST)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--read-data", action="store_true", help="decrypt and authenticate every blob")
+    g.add_argument("--read-data-subset", metavar="PERCENT", type=_percent, help="decrypt and authenticate PERCENT of the packs")
+    p = add("audit", cmd_audit, "read the audit log (AUD-LOG)")
+    p.add_argument("--since", type=_nonneg_int, default=0, metavar="SEQ", help="events with seq > SEQ")
+    p.add_argument("--verify-chain", action="store_true", help="check the hash chain; exit 5 when broken")
+    add("status", cmd_status, "last backups, snapshot count, key slots, lock")
+    add("selftest", cmd_selftest, "known-answer tests and a backup/restore round trip (seconds)")
+    p = add("key", cmd_key_help, "create keys")
+    ksub = p.add_subparsers(dest="key_command", metavar="KEYCMD", parser_class=_Parser)
+    ksub.required = True
+    kp = ksub.add_parser("create", help="create the host key file (never overwrites)")
+    _global_options(kp, top=False)
+    kp.add_argument("--file", metavar="PATH", help="key file (default: key_file from the configuration)")
+    kp.set_defaults(func=cmd_key_create)
+    kp = ksub.add_parser("recovery-create", help="create the organisation's recovery key pair")
+    _global_options(kp, top=False)
+    kp.add_argument("--private", metavar="PATH", required=True)
+    kp.add_argument("--public", metavar="PATH", required=True)
+    kp.set_defaults(func=cmd_key_recovery_create)
+    return parser
+
+
+def _percent(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number 0..100, got {text!r}") from None
+    if not 0 < v <= 100:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 100], got {text}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("expected a non-negative integer")
+    return v
+
+
+# --- shared helpers --------------------------------------------------------------------------
+
+
+def _base(ctx: Ctx, action: str) -> dict[str, Any]:
+    cfg = ctx.cfg
+    t = ctx.target()
+    return {"action": action, "host": cfg.host, "target": t.name}
+
+
+def _open_repo(ctx: Ctx) -> tuple[Any, Any]:
+    from fleetsafe.runtime import open_repository, open_target
+
+    backend = open_target(ctx.target())
+    try:
+        repo = open_repository(ctx.cfg, backend, recovery_key=getattr(ctx.args, "recovery_key", None))
+    except BaseException:
+        backend.close()
+        raise
+    return backend, repo
+
+
+def _snapshot_summary(m: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": m["id"],
+        "short_id": m["id"][:12],
+        "type": m.get("type"),
+        "start": m.get("start"),
+        "end": m.get("end"),
+        "host": m.get("host"),
+        "paths": m.get("paths") or [],
+        "status": m.get("status"),
+        "parent": m.get("parent"),
+        "stats": m.get("stats") or {},
+    }
+
+
+def _sources(ctx: Ctx) -> list[str]:
+    given = getattr(ctx.args, "source", None)
+    if not given:
+        return list(ctx.cfg.sources)
+    out = []
+    for s in given:
+        if not s.startswith("/") or any(p in (".", "..") for p in s.split("/")):
+            raise UsageError(f"--source {s!r}: expected an absolute path without '.' or '..'")
+        out.append("/" + "/".join(p for p in s.split("/") if p))
+    return out
+
+
+# --- subcommands ---------------------------------------------------------------------------
+
+
+def cmd_init(ctx: Ctx) -> Outcome:
+    from fleetsafe import keys
+    from fleetsafe.repo import Repository
+    from fleetsafe.runtime import load_host_key, local_lock, open_target
+
+    cfg = ctx.cfg
+    doc = _base(ctx, "init")
+    with local_lock(cfg):
+        backend = open_target(ctx.target())
+        try:
+            host_key = load_host_key(cfg)
+            recovery = keys.load_recovery_public(cfg.recovery_public_key) if cfg.recovery_public_key else None
+            added: list[str] = []
+            try:
+                repo = Repository.open(backend, host_key=host_key, host=cfg.host)
+                created = False
+                if recovery is not None:
+                    fp = keys.recovery_fingerprint(recovery)
+                    if fp not in {s["fingerprint"] for s in repo.slots()}:
+                        # The configured recovery key must be able to open every repository.
+                        added.append(repo.add_recovery_slot(recovery))
+            except RepositoryNotFound:
+                repo = Repository.init(backend, host_key=host_key, recovery_public=recovery, host=cfg.host)
+                created = True
+            slots = repo.slots()
+        finally:
+            backend.close()
+    doc.update(repository=repo.id, created=created, location=backend.location, key_slots=slots, slots_added=added)
+    audit = Audit("init", "success", ctx.started, utc_now(), details={
+        "repository": repo.id, "created": created, "target": doc["target"],
+        "key_slots": [s.get("fingerprint") for s in slots], "slots_added": added})
+    return Outcome(doc, EXIT_OK, audit, text=lambda d: f"repository {d['repository']} on {d['location']}: "
+                   + ("created" if d["created"] else "already initialised"))
+
+
+def cmd_backup(ctx: Ctx) -> Outcome:
+    from fleetsafe.backup import BackupRequest, run_backup
+    from fleetsafe.runtime import local_lock
+
+    cfg = ctx.cfg
+    doc = _base(ctx, "backup")
+    sources = _sources(ctx)
+    req = BackupRequest(host=cfg.host, sources=sources, backup_type=ctx.args.backup_type,
+                        exclude=cfg.exclude, one_file_system=cfg.one_file_system)
+    with local_lock(cfg):
+        backend, repo = _open_repo(ctx)
+        try:
+            with repo.lock(exclusive=True):
+                result = run_backup(repo, req, progress=ctx.progress.backup if ctx.progress.enabled else None)
+        finally:
+            ctx.progress.done()
+            backend.close()
+    doc["repository"] = repo.id
+    body = result.to_dict()
+    doc.update(body)
+    code = EXIT_PARTIAL if result.status == "partial" else EXIT_OK
+    audit = Audit("backup", result.status, result.start, result.end, data_sets=list(sources), details={
+        "snapshot_id": result.snapshot_id, "type": result.type, "parent": result.parent, "target": doc["target"],
+        "repository": repo.id, "files": result.files, "bytes_read": result.bytes_read,
+        "bytes_added": result.bytes_added, "bytes_stored": result.bytes_stored,
+        "duration_seconds": result.duration_seconds, "warnings": len(result.warnings)},
+        errors=result.errors[:AUDIT_ERRORS_MAX])
+    return Outcome(doc, code, audit, text=_text_backup)
+
+
+def _text_backup(d: dict[str, Any]) -> str:
+    from fleetsafe.progress import human_bytes
+
+    lines = [f"snapshot {d['snapshot_id'][:12]} ({d['type']}, {d['status']}) of {', '.join(d['data_sets'])}",
+             (f"  {d['files']} files ({d['files_reused']} unchanged), {d['dirs']} dirs, {human_bytes(d['bytes_read'])} read, "
+              f"{human_bytes(d['bytes_added'])} new, {human_bytes(d['bytes_stored'])} stored in {d['duration_seconds']} s")]
+    lines += [f"  error: {e['path']}: {e['error']}" for e in d["errors"]]
+    lines += [f"  warning: {w}" for w in d["warnings"]]
+    return "\n".join(lines)
+
+
+def cmd_snapshots(ctx: Ctx) -> Outcome:
+    doc = _base(ctx, "snapshots")
+    backend, repo = _open_repo(ctx)
+    try:
+        snaps = [_snapshot_summary(m) for m in repo.list_snapshots()]
+    finally:
+        backend.close()
+    doc.update(repository=repo.id, snapshots=snaps)
+    audit = Audit("snapshots", "success", ctx.started, utc_now(), details={"repository": repo.id, "count": len(snaps)})
+    return Outcome(doc, EXIT_OK, audit, text=_text_snapshots)
+
+
+def _text_snapshots(d: dict[str, Any]) -> str:
+    rows = [f"{'ID':12}  {'TYPE':11}  {'STATUS':8}  {'START':20}  PATHS"]
+    for s in d["snapshots"]:
+        rows.append(f"{s['short_id']:12}  {s['type'] or '?':11}  {s['status'] or '?':8}  {s['start'] or '?':20}  {' '.join(s['paths'])}")
+    rows.append(f"{len(d['snapshots'])} snapshot(s) in repository {d['repository']}")
+    return "\n".join(rows)
+
+
+def _latest_snapshot_id(repo: Any, host: str) -> str:
+    from fleetsafe.errors import SnapshotNotFound
+
+    snaps = [s for s in repo.list_snapshots() if s.get("host") == host] or repo.list_snapshots()
+    if not snaps:
+        raise SnapshotNotFound(snapshot="latest")
+    return str(snaps[-1]["id"])
+
+
+def cmd_restore(ctx: Ctx) -> Outcome:
+    from fleetsafe.restore import restore_snapshot
+    from fleetsafe.runtime import ensure_state_dir
+
+    cfg = ctx.cfg
+    args = ctx.args
+    doc = _base(ctx, "restore")
+    backend, repo = _open_repo(ctx)
+    try:
+        with repo.lock(exclusive=False):
+            snap = args.snapshot
+            if snap == "latest":
+                snap = _latest_snapshot_id(repo, cfg.host)
+            manifest = repo.load_snapshot(snap)
+            if args.target_dir:
+                target_dir = Path(args.target_dir)
+            else:
+                # REST-SAFE "controlled environment": a fresh staging directory, never the live path.
+                ensure_state_dir(cfg)
+                stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+                target_dir = cfg.restore_dir / f"{manifest['id'][:12]}-{stamp}"
+                n = 1
+                while target_dir.exists():
+                    target_dir = cfg.restore_dir / f"{manifest['id'][:12]}-{stamp}-{n}"
+                    n += 1
+            ctx.audit_details = {"snapshot_id": manifest["id"], "target_dir": str(target_dir),
+                                 "include": list(args.include), "overwrite": bool(args.overwrite)}
+            result = restore_snapshot(repo, manifest["id"], target_dir, include=args.include, overwrite=args.overwrite,
+                                      progress=ctx.progress.restore if ctx.progress.enabled else None)
+    finally:
+        ctx.progress.done()
+        backend.close()
+    doc["repository"] = repo.id
+    doc.update(result)
+    code = EXIT_PARTIAL if result["status"] == "partial" else EXIT_OK
+    audit = Audit("restore", result["status"], ctx.started, utc_now(), data_sets=list(result["data_sets"]), details={
+        "snapshot_id": result["snapshot"], "target_dir": result["target_dir"], "files": result["files"],
+        "bytes": result["bytes"], "overwrite": bool(args.overwrite), "include": list(args.include),
+        "repository": repo.id, "target": doc["target"]},
+        errors=result["errors"][:AUDIT_ERRORS_MAX])
+    return Outcome(doc, code, audit, text=lambda d: (
+        f"restored snapshot {d['snapshot'][:12]} into {d['target_dir']}: {d['files']} files, {d['dirs']} dirs, "
+        f"{d['bytes']} bytes ({d['status']})" + "".join(f"\n  error: {e['path']}: {e['error']}" for e in d["errors"])))
+
+
+def cmd_verify(ctx: Ctx) -> Outcome:
+    from fleetsafe.verify import run_verify
+
+    cfg = ctx.cfg
+    args = ctx.args
+    if args.read_data:
+        fraction = 1.0
+    elif args.read_data_subset is not None:
+        fraction = args.read_data_subset / 100.0
+    else:
+        fraction = cfg.verify.read_data_percent / 100.0
+    doc = _base(ctx, "verify")
+    backend, repo = _open_repo(ctx)
+    try:
+        with repo.lock(exclusive=False):
+            result = run_verify(repo, fraction)
+    finally:
+        backend.close()
+    doc["repository"] = repo.id
+    doc.update(result)
+    damaged = result["status"] != "ok"
+    code = EXIT_INTEGRITY if damaged else EXIT_OK
+    audit = Audit("verify", "failure" if damaged else "success", result["start"], result["end"], details={
+        "result": result["status"], "read_data_percent": result["read_data_percent"], "repository": repo.id,
+        "target": doc["target"], "packs_checked": result["packs_checked"], "blobs_checked": result["blobs_checked"],
+        "problems": len(result["problems"])},
+        errors=[{"path": p["object"], "error": p["problem"]} for p in result["problems"][:AUDIT_ERRORS_MAX]])
+    return Outcome(doc, code, audit, text=lambda d: (
+        f"repository {d['repository']}: {d['status']} ({d['packs_checked']} packs, {d['blobs_checked']} blobs, "
+        f"{d['read_data_percent']}% read)" + "".join(f"\n  {p['object']}: {p['problem']}" for p in d["problems"])))
+
+
+def _audit_log(cfg: AgentConfig) -> AuditLog:
+    return AuditLog(cfg.audit_log, cfg.host, head_file=cfg.state_dir / "audit.head")
+
+
+def cmd_audit(ctx: Ctx) -> Outcome:
+    cfg = ctx.cfg
+    log_ = _audit_log(cfg)
+    events = list(log_.events(since=ctx.args.since))
+    doc: dict[str, Any] = {"action": "audit", "host": cfg.host, "path": str(cfg.audit_log), "events": events}
+    code = EXIT_OK
+    if ctx.args.verify_chain:
+        rep = log_.verify_chain()
+        doc.update(rep.to_dict())
+        if not rep.ok:
+            code = EXIT_INTEGRITY
+    else:
+        doc.update(first_seq=events[0]["seq"] if events else None, last_seq=events[-1]["seq"] if events else None,
+                   head_hash=events[-1]["hash"] if events else None, chain_ok=None, chain_error=None)
+    return Outcome(doc, code, None, text=lambda d: "\n".join(
+        [f"{e['seq']:>6} {e['ts']} {e['action']:<10} {e['status']:<8} {e['actor'].get('user')}/{e['actor'].get('via')}"
+         for e in d["events"]]
+        + ([f"chain: {'ok' if d['chain_ok'] else 'BROKEN: ' + str(d['chain_error'])}"] if d.get("chain_ok") is not None else [])))
+
+
+def cmd_status(ctx: Ctx) -> Outcome:
+    from fleetsafe.runtime import is_locally_locked
+
+    cfg = ctx.cfg
+    doc = _base(ctx, "status")
+    locked = is_locally_locked(cfg)
+    backend, repo = _open_repo(ctx)
+    try:
+        snaps = repo.list_snapshots()
+        slots = repo.slots()
+        try:
+            repo_locks = len(backend.list("locks/"))
+        except FleetsafeError:
+            repo_locks = None
+        stats = repo.stats()
+    finally:
+        backend.close()
+    last: dict[str, Any] = {}
+    for s in snaps:
+        if s.get("host") == cfg.host:
+            last[str(s.get("type"))] = _snapshot_summary(s)
+    head = None
+    try:
+        events = list(_audit_log(cfg).events(since=0))
+        head = {"last_seq": events[-1]["seq"], "last_ts": events[-1]["ts"]} if events else {"last_seq": 0}
+    except FleetsafeError:
+        head = None
+    doc.update(repository=repo.id, location=backend.location, last_full=last.get("full"),
+               last_incremental=last.get("incremental"), snapshots=len(snaps),
+               key_slots=[{"type": s.get("type"), "fingerprint": s.get("fingerprint"), "created": s.get("created")} for s in slots],
+               locked=locked or bool(repo_locks), local_lock_held=locked, repository_locks=repo_locks, stats=stats,
+               audit=head)
+    return Outcome(doc, EXIT_OK, None, text=lambda d: "\n".join([
+        f"host {d['host']}, repository {d['repository']} on {d['location']} (target {d['target']})",
+        (f"  snapshots: {d['snapshots']}; last full: {(d['last_full'] or {}).get('start', '-')}; "
+         f"last incremental: {(d['last_incremental'] or {}).get('start', '-')}"),
+        f"  key slots: {', '.join(s['type'] + ':' + s['fingerprint'] for s in d['key_slots'])}",
+        f"  locked: {d['locked']}"]))
+
+
+def cmd_selftest(ctx: Ctx) -> Outcome:
+    from fleetsafe.selftest import run_selftest
+
+    result = run_selftest()
+    doc = {"action": "selftest", **result}
+    code = EXIT_OK if result["status"] == "ok" else 1
+    return Outcome(doc, code, None, text=lambda d: "\n".join(
+        [f"{'ok  ' if c['ok'] else 'FAIL'} {c['name']} ({c['seconds']} s){'' if c['ok'] else ': ' + str(c.get('error'))}"
+         for c in d["checks"]] + [f"selftest: {d['status']}"]))
+
+
+def cmd_key_help(ctx: Ctx) -> Outcome:  # pragma: no cover - argparse requires a key subcommand
+    raise UsageError("fleetsafe key: expected create or recovery-create")
+
+
+def cmd_key_create(ctx: Ctx) -> Outcome:
+    from fleetsafe import keys
+
+    path = Path(ctx.args.file) if ctx.args.file else ctx.cfg.key_file
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = keys.create_host_key(path)
+    fp = keys.host_fingerprint(key)
+    del key
+    doc = {"action": "key create", "file": str(path), "fingerprint": fp, "created": True}
+    audit = Audit("key", "success", ctx.started, utc_now(), details={"operation": "create", "type": "host",
+                                                                      "file": str(path), "fingerprint": fp})
+    return Outcome(doc, EXIT_OK, audit, text=lambda d: f"host key {d['file']} created, fingerprint {d['fingerprint']}")
+
+
+def cmd_key_recovery_create(ctx: Ctx) -> Outcome:
+    from fleetsafe import keys
+    from fleetsafe.runtime import read_passphrase
+
+    passphrase = read_passphrase()
+    fp = keys.create_recovery_keypair(ctx.args.private, ctx.args.public, passphrase)
+    doc = {"action": "key recovery-create", "private": ctx.args.private, "public": ctx.args.public,
+           "fingerprint": fp, "created": True}
+    audit = Audit("key", "success", ctx.started, utc_now(), details={"operation": "recovery-create", "type": "recovery",
+                                                                      "public": ctx.args.public, "fingerprint": fp})
+    return Outcome(doc, EXIT_OK, audit, text=lambda d: f"recovery key pair created, fingerprint {d['fingerprint']}")
+
+
+# --- output, audit, main -------------------------------------------------------------------------
+
+
+def _emit(ctx_json: bool, doc: dict[str, Any], text: Callable[[dict[str, Any]], str] | None) -> None:
+    if ctx_json:
+        out = json.dumps({"schema_version": SCHEMA_VERSION, **doc}, ensure_ascii=False, default=_json_default)
+        sys.stdout.write(out + "\n")
+    elif "error" in doc and text is None:
+        sys.stderr.write(f"fleetsafe: {doc['message']}\n")
+        for p in (doc.get("problems") or [])[:20]:
+            sys.stderr.write(f"  {p.get('object')}: {p.get('problem')}\n")
+    elif text is not None:
+        sys.stdout.write(text(doc) + "\n")
+    else:
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, bytes):
+        from fleetsafe.pathnames import display_path
+
+        return display_path(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _audit_append(cfg: AgentConfig | None, audit: Audit) -> str | None:
+    """Append; on failure return a warning text instead of failing the action that was done."""
+    if cfg is None:
+        return "audit event not written: configuration not loaded"
+    try:
+        _audit_log(cfg).append(audit.action, audit.status, start=audit.start, end=audit.end,
+                               data_sets=audit.data_sets, details=audit.details, errors=audit.errors)
+    except FleetsafeError as exc:
+        log.error("audit event not written: %s", exc)
+        return f"audit event not written: {exc}"
+    return None
+
+
+def _failure_status(exc: BaseException) -> str:
+    # AC-LOG: a key that does not open the repository, or a key/file we may not read, is a denied attempt.
+    if isinstance(exc, (KeyError_, PermissionError)):
+        return "denied"
+    return "failure"
+
+
+_AUDITED = {"init", "backup", "snapshots", "restore", "verify", "key"}
+
+
+def _action_name(args: argparse.Namespace | None) -> str | None:
+    if args is None:
+        return None
+    cmd = getattr(args, "command", None)
+    return "key" if cmd == "key" else cmd
+
+
+class _JournalFormatter(logging.Formatter):
+    """``<N>`` syslog priority prefixes when stderr goes to the journal (M7)."""
+
+    _PRIO: ClassVar[dict[int, int]] = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{self._PRIO.get(record.levelno, 6)}>{super().format(record)}"
+
+
+def _setup_logging(verbose: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "fleetsafe: %(levelname)s: %(message)s"
+    handler.setFormatter(_JournalFormatter(fmt) if os.environ.get("JOURNAL_STREAM") else logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING)
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    # Raised in the main thread: context managers release the local and repository locks.
+    raise Interrupted(signal=signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    json_mode = "--json" in argv
+    args: argparse.Namespace | None = None
+    ctx: Ctx | None = None
+    outcome: Outcome
+    old_term = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+            _setup_logging(getattr(args, "verbose", 0) or 0)
+            ctx = Ctx(args)
+            outcome = args.func(ctx)
+        except FleetsafeError as exc:
+            outcome = _error_outcome(exc, exc.exit_code, exc.to_dict(), getattr(exc, "extra", None))
+            outcome.audit = _failure_audit(args, ctx, exc)
+        except KeyboardInterrupt as exc:
+            outcome = _error_outcome(exc, 1, {"error": "interrupted", "message": "interrupted", "exit_code": 1}, None)
+            outcome.audit = _failure_audit(args, ctx, exc)
+        except OSError as exc:
+            # An OS error nobody translated (state dir, target dir ...): name it, keep the contract.
+            msg = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
+            outcome = _error_outcome(exc, 1, {"error": "os_error", "message": msg, "exit_code": 1}, None)
+            outcome.audit = _failure_audit(args, ctx, exc)
+        if outcome.audit is not None:
+            cfg = None
+            if ctx is not None:
+                try:
+                    cfg = ctx.cfg
+                except FleetsafeError:
+                    cfg = None
+            warning = _audit_append(cfg, outcome.audit)
+            if warning and "error" not in outcome.doc:
+                outcome.doc.setdefault("warnings", []).append(warning)
+        outcome.doc.setdefault("exit_code", outcome.exit_code)
+        _emit(json_mode or bool(ctx and ctx.json), outcome.doc, outcome.text)
+        return outcome.exit_code
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _error_outcome(exc: BaseException, code: int, doc: dict[str, Any], extra: dict[str, Any] | None) -> Outcome:
+    log.debug("error", exc_info=exc)
+    d = dict(doc)
+    if extra:
+        d.update(extra)
+    d["exit_code"] = code
+    return Outcome(d, code, None, None)
+
+
+def _failure_audit(args: argparse.Namespace | None, ctx: Ctx | None, exc: BaseException) -> Audit | None:
+    action = _action_name(args)
+    if action not in _AUDITED or ctx is None:
+        return None
+    details: dict[str, Any] = {"error": getattr(exc, "kind", type(exc).__name__)}
+    details.update(getattr(ctx, "audit_details", {}) or {})
+    if action == "backup":
+        details["type"] = getattr(args, "backup_type", None)
+    data_sets: list[str] = []
+    try:
+        if action == "backup":
+            data_sets = _sources(ctx)
+    except FleetsafeError:
+        data_sets = []
+    message = str(exc) or type(exc).__name__
+    return Audit(action, _failure_status(exc), ctx.started, utc_now(), data_sets=data_sets, details=details,
+                 errors=[{"path": "", "error": message}])
