@@ -97,7 +97,7 @@ class Fleet:
 
     # ---------------------------------------------------------------- state
     @classmethod
-    def load(cls, name: str, state_dir: Path = DEFAULT_STATE_DIR) -> "Fleet":
+    def load(cls, name: str, state_dir: Path = DEFAULT_STATE_DIR) -> Fleet:
         path = Path(state_dir) / name / "fleet.json"
         if not path.exists():
             raise FleetError(f"no fleet named {name!r} (no {path})")
@@ -330,7 +330,7 @@ def _port_open(port: int) -> bool:
 
 
 def _run(argv: list[str], check: bool = True) -> str:
-    p = subprocess.run(argv, capture_output=True, text=True)
+    p = subprocess.run(argv, capture_output=True, text=True, check=False)
     if check and p.returncode != 0:
         raise FleetError(f"{' '.join(argv[:4])}…: exit {p.returncode}: {p.stderr.strip()[-2000:]}")
     return p.stdout

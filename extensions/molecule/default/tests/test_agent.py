@@ -8,6 +8,7 @@ reports: files are stat'ed, timers are asked of systemd, schedules are expanded 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 import shlex
@@ -109,7 +110,7 @@ def test_full_backup_is_weekly(host):
     """FREQ-FULL: exactly one full run per week, always the same weekday and time."""
     expr = _on_calendar(host, "fleetsafe-full.timer")
     runs = _elapses(host, expr, 4)
-    assert all(b - a == dt.timedelta(days=7) for a, b in zip(runs, runs[1:])), (expr, runs)
+    assert all(b - a == dt.timedelta(days=7) for a, b in itertools.pairwise(runs)), (expr, runs)
 
 
 def test_incremental_backup_is_hourly_in_office_hours(host):
@@ -123,7 +124,7 @@ def test_incremental_backup_is_hourly_in_office_hours(host):
     assert full_days, runs
     for d in full_days:
         day = by_day[d]
-        gaps = {b - a for a, b in zip(day, day[1:])}
+        gaps = {b - a for a, b in itertools.pairwise(day)}
         assert gaps == {dt.timedelta(hours=1)}, f"{expr}: {day}"
         assert 11 <= len(day) <= 13, f"{expr}: {len(day)} runs on {d}"
         assert day[0].hour in (8, 9) and day[-1].hour in (19, 20), f"{expr}: {day[0]}..{day[-1]}"
