@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", choices=("full", "incremental"), default="incremental", dest="backup_type")
     p.add_argument("--source", action="append", metavar="PATH", help="back up this absolute path instead of the configured sources")
     add("snapshots", cmd_snapshots, "list snapshots, oldest first")
+    add("replicate", cmd_replicate, "copy new objects to the other targets (LOC-OFFSITE, LOC-CLOUD)")
     p = add("restore", cmd_restore, "restore a snapshot (REST-SAFE)")
     p.add_argument("snapshot", metavar="SNAPSHOT", help="snapshot id, unique prefix, or 'latest'")
     p.add_argument("--target-dir", metavar="DIR", help="restore below DIR (default: a fresh dir under <state_dir>/restore)")
@@ -294,12 +295,22 @@ def cmd_backup(ctx: Ctx) -> Outcome:
         try:
             with repo.lock(exclusive=True):
                 result = run_backup(repo, req, progress=ctx.progress.backup if ctx.progress.enabled else None)
+            ctx.progress.done()
+            # LOC-OFFSITE / LOC-CLOUD: copy the new immutable objects to every other target.  A
+            # target that is down makes the run partial; the snapshot on this target stays.
+            replication = _replicate_all(ctx, backend, exclude=ctx.target().name)
         finally:
             ctx.progress.done()
             backend.close()
     doc["repository"] = repo.id
     body = result.to_dict()
     doc.update(body)
+    doc["replication"] = replication
+    for rep in replication:
+        if not rep["ok"]:
+            result.errors.append({"target": rep["target"], "error": rep.get("error") or "replication incomplete"})
+    if result.errors and result.status == "success":
+        result.status = doc["status"] = "partial"
     code = EXIT_PARTIAL if result.status == "partial" else EXIT_OK
     audit = Audit("backup", result.status, result.start, result.end, data_sets=list(sources), details={
         "snapshot_id": result.snapshot_id, "type": result.type, "parent": result.parent, "target": doc["target"],
@@ -310,13 +321,62 @@ def cmd_backup(ctx: Ctx) -> Outcome:
     return Outcome(doc, code, audit, text=_text_backup)
 
 
+def _replicate_all(ctx: Ctx, src: Any, *, exclude: str) -> list[dict[str, Any]]:
+    """Replicate ``src`` to every other enabled target; one result per target, never raises for a target."""
+    from fleetsafe.replicate import replicate
+    from fleetsafe.runtime import open_target
+
+    out: list[dict[str, Any]] = []
+    for t in ctx.cfg.targets:
+        if t.name == exclude or t.options.get("enabled", True) is False or t.options.get("replicate", True) is False:
+            continue
+        rep: dict[str, Any] = {"target": t.name, "ok": False}
+        try:
+            dst = open_target(t)
+            try:
+                r = replicate(src, dst)
+            finally:
+                dst.close()
+            rep.update(ok=bool(r["ok"]), copied=r["copied"], bytes=r["bytes"], seconds=r["seconds"])
+            if not r["ok"]:
+                rep["error"] = (f"corrupt: {len(r['corrupt'])}, conflicts: {len(r['conflicts'])}, "
+                                f"held back: {r['held']}")
+        except FleetsafeError as exc:
+            rep["error"] = str(exc)
+            log.warning("replication to %s failed: %s", t.name, exc)
+        out.append(rep)
+    return out
+
+
+def cmd_replicate(ctx: Ctx) -> Outcome:
+    from fleetsafe.runtime import local_lock, open_target
+
+    doc = _base(ctx, "replicate")
+    with local_lock(ctx.cfg):
+        src = open_target(ctx.target())
+        try:
+            reps = _replicate_all(ctx, src, exclude=ctx.target().name)
+        finally:
+            src.close()
+    ok = all(r["ok"] for r in reps)
+    doc.update(status="success" if ok else "partial", replication=reps,
+               errors=[{"target": r["target"], "error": r.get("error", "")} for r in reps if not r["ok"]])
+    audit = Audit("replicate", doc["status"], ctx.started, utc_now(), details={
+        "source": doc["target"], "targets": [r["target"] for r in reps],
+        "copied": sum(int(r.get("copied", 0)) for r in reps), "bytes": sum(int(r.get("bytes", 0)) for r in reps)},
+        errors=doc["errors"])
+    return Outcome(doc, EXIT_OK if ok else EXIT_PARTIAL, audit, text=lambda d: "\n".join(
+        f"{r['target']}: {'ok' if r['ok'] else 'FAILED'} {r.get('copied', 0)} objects, {r.get('bytes', 0)} bytes"
+        + (f" ({r['error']})" if r.get("error") else "") for r in d["replication"]) or "no other targets")
+
+
 def _text_backup(d: dict[str, Any]) -> str:
     from fleetsafe.progress import human_bytes
 
     lines = [f"snapshot {d['snapshot_id'][:12]} ({d['type']}, {d['status']}) of {', '.join(d['data_sets'])}",
              (f"  {d['files']} files ({d['files_reused']} unchanged), {d['dirs']} dirs, {human_bytes(d['bytes_read'])} read, "
               f"{human_bytes(d['bytes_added'])} new, {human_bytes(d['bytes_stored'])} stored in {d['duration_seconds']} s")]
-    lines += [f"  error: {e['path']}: {e['error']}" for e in d["errors"]]
+    lines += [f"  error: {e.get('path') or 'target ' + str(e.get('target'))}: {e['error']}" for e in d["errors"]]
     lines += [f"  warning: {w}" for w in d["warnings"]]
     return "\n".join(lines)
 
@@ -581,7 +641,7 @@ def _failure_status(exc: BaseException) -> str:
     return "failure"
 
 
-_AUDITED = {"init", "backup", "snapshots", "restore", "verify", "key"}
+_AUDITED = {"init", "backup", "snapshots", "restore", "verify", "replicate", "key"}
 
 
 def _action_name(args: argparse.Namespace | None) -> str | None:
