@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -501,6 +502,15 @@ class Store:
         )
         return found[0] if found else None
 
+    def first_failure_after(self, host: str, action: str, after: datetime | None) -> dict[str, Any] | None:
+        """The first ``failure`` of ``action`` after ``after`` (when an outage began)."""
+        found = self._events(
+            "SELECT event_json FROM events WHERE host = ? AND action = ? AND status = 'failure' AND ts > ?"
+            " ORDER BY ts ASC, seq ASC LIMIT 1",
+            (host, action, iso(after) if after else ""),
+        )
+        return found[0] if found else None
+
     def recent_events(self, host: str, action: str, limit: int = 50) -> list[dict[str, Any]]:
         """Newest first, one copy per event (an accepted break may re-import events into a new epoch)."""
         return self._events(
@@ -552,6 +562,34 @@ class Store:
             "SELECT (SELECT count(*) FROM events), (SELECT coalesce(max(id), 0) FROM chain_breaks), (SELECT count(*) FROM hosts)"
         ).fetchone()
         return int(row[0]), int(row[1]), int(row[2])
+
+
+def resolve_controller_path(path: str, relative_to: str, task_vars: dict[str, Any]) -> str:
+    """Absolute controller path for a store/report option (docs/store.md, "Where the store lives")."""
+    path = os.path.expanduser(path)
+    if os.path.isabs(path):
+        return path
+    base = None
+    if relative_to == "inventory":
+        for source in task_vars.get("ansible_inventory_sources") or []:
+            # "host1,host2," style sources are not paths; skip them
+            if isinstance(source, str) and os.path.exists(source):
+                source = os.path.abspath(source)
+                base = source if os.path.isdir(source) else os.path.dirname(source)
+                break
+    if base is None and relative_to in ("inventory", "playbook"):
+        base = task_vars.get("playbook_dir")
+    return os.path.abspath(os.path.join(base or os.getcwd(), path))
+
+
+def run_metadata(task_vars: dict[str, Any]) -> dict[str, Any]:
+    """Who ran this: the controller and, under AWX/AAP, the job (ECOSYSTEM A4)."""
+    meta: dict[str, Any] = {"controller": socket.gethostname()}
+    for key in AWX_KEYS:
+        value = task_vars.get(key)
+        if value not in (None, ""):
+            meta[key] = str(value)
+    return meta
 
 
 def _text(value: Any) -> str | None:
