@@ -1,0 +1,168 @@
+"""Helpers for tests that run real ansible-playbook against this machine.
+
+* the working tree is linked as the collection ``fleetsafe.backup`` under
+  build/collections (TESTBED §2: never a copy in ~/.ansible);
+* the wheel set is built once into build/wheels and rebuilt when the agent
+  changed (the role installs the agent from it);
+* playbooks run with the json stdout callback so that tests read the recap
+  (``stats``) and task results instead of scraping text.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+VENV_BIN = Path(sys.executable).parent
+COLLECTIONS = ROOT / "build" / "collections"
+WHEELS = ROOT / "build" / "wheels"
+
+
+def link_collection() -> Path:
+    ns = COLLECTIONS / "ansible_collections" / "fleetsafe"
+    ns.mkdir(parents=True, exist_ok=True)
+    link = ns / "backup"
+    if not link.exists():
+        tmp = ns / f".backup.{os.getpid()}"
+        tmp.symlink_to(ROOT)
+        os.replace(tmp, link)
+    return COLLECTIONS
+
+
+def _agent_sources() -> list[Path]:
+    return [*sorted((ROOT / "agent" / "fleetsafe").rglob("*.py")), ROOT / "agent" / "pyproject.toml"]
+
+
+def ensure_wheels() -> Path:
+    """build/wheels with SHA256SUMS, newer than every agent source file."""
+    (ROOT / "build").mkdir(exist_ok=True)
+    with open(ROOT / "build" / ".wheels.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time (tests, fleet fixture, make)
+        sums = WHEELS / "SHA256SUMS"
+        newest = max(p.stat().st_mtime for p in _agent_sources())
+        if not sums.exists() or sums.stat().st_mtime < newest:
+            subprocess.run([str(ROOT / "tools" / "build-wheels.sh"), str(WHEELS)], cwd=ROOT, check=True,
+                           env={**os.environ, "PIP": str(VENV_BIN / "pip")})
+    return WHEELS
+
+
+def agent_cmd() -> list[str]:
+    return [sys.executable, "-m", "fleetsafe"]
+
+
+def agent_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "agent") + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def make_recovery_key(directory: Path) -> Path:
+    """An organisation recovery key pair made by the agent itself; returns the public key."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    passphrase = directory / "passphrase"
+    passphrase.write_text("test passphrase, not a secret\n")
+    passphrase.chmod(0o600)
+    pub = directory / "recovery.pub"
+    if not pub.exists():
+        subprocess.run([*agent_cmd(), "key", "recovery-create", "--private", str(directory / "recovery.key"),
+                        "--public", str(pub)], check=True, env=agent_env(FLEETSAFE_PASSPHRASE_FILE=str(passphrase)),
+                       stdin=subprocess.DEVNULL, capture_output=True)
+    return pub
+
+
+class PlaybookRun:
+    def __init__(self, proc: subprocess.CompletedProcess[str]):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        try:
+            self.doc: dict[str, Any] = json.loads(proc.stdout[proc.stdout.index("{"):])
+        except ValueError:
+            self.doc = {}
+
+    @property
+    def stats(self) -> dict[str, dict[str, int]]:
+        return self.doc.get("stats", {})
+
+    def changed(self, host: str = "localhost") -> int:
+        return self.stats.get(host, {}).get("changed", -1)
+
+    def failures(self, host: str = "localhost") -> int:
+        s = self.stats.get(host, {})
+        return s.get("failures", 0) + s.get("unreachable", 0)
+
+    def tasks(self, host: str = "localhost") -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        for play in self.doc.get("plays", []):
+            for task in play.get("tasks", []):
+                res = task.get("hosts", {}).get(host)
+                if res is not None:
+                    out.append((task["task"]["name"], res))
+        return out
+
+    def changed_tasks(self, host: str = "localhost") -> list[str]:
+        return [name for name, res in self.tasks(host) if res.get("changed")]
+
+    def failed_tasks(self, host: str = "localhost") -> list[tuple[str, str]]:
+        return [(name, res.get("msg", "")) for name, res in self.tasks(host) if res.get("failed")]
+
+    def explain(self) -> str:
+        return (f"rc={self.rc} stats={self.stats}\nfailed={self.failed_tasks()}\n"
+                f"changed={self.changed_tasks()}\nstderr={self.stderr[-3000:]}")
+
+
+def run_playbook(playbook: Path, inventory: Path, *args: str, extra_vars: dict[str, Any] | None = None,
+                 timeout: int = 600) -> PlaybookRun:
+    link_collection()
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+    })
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *args]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    return PlaybookRun(proc)
+
+
+def write_inventory(path: Path, host_vars: dict[str, Any]) -> Path:
+    hv = {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3",
+          "ansible_become": False, **host_vars}
+    path.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": hv}}}, sort_keys=False))
+    return path
+
+
+def sandbox_vars(root: Path, recovery_pub: Path, sources: list[str]) -> dict[str, Any]:
+    """Role variables that keep every file of the agent role under ``root``."""
+    for d in ("bin", "cron.d", "logrotate.d", "systemd"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    return {
+        "fleetsafe_agent_wheels_dir": str(WHEELS),
+        "fleetsafe_agent_install_dir": str(root / "opt"),
+        "fleetsafe_agent_bin_link": str(root / "bin" / "fleetsafe"),
+        "fleetsafe_agent_config_dir": str(root / "etc"),
+        "fleetsafe_agent_state_dir": str(root / "state"),
+        "fleetsafe_agent_audit_log": str(root / "log" / "audit.jsonl"),
+        "fleetsafe_agent_sources": sources,
+        "fleetsafe_agent_targets": [{"name": "onsite", "url": str(root / "repo"), "primary": True}],
+        "fleetsafe_agent_recovery_public_key_src": str(recovery_pub),
+        "fleetsafe_agent_scheduler": "cron",
+        "fleetsafe_agent_cron_file": str(root / "cron.d" / "fleetsafe"),
+        "fleetsafe_agent_logrotate_file": str(root / "logrotate.d" / "fleetsafe"),
+        "fleetsafe_agent_systemd_unit_dir": str(root / "systemd"),
+    }
