@@ -71,10 +71,6 @@ NONCE_DOMAIN_TRAILER = 1  # the pack trailer: counter = 0
 NONCE_DOMAIN_OBJECT = 2  # the single payload of an index / snapshot object: counter = 0
 NONCE_DOMAIN_SLOT = 3  # a key slot's wrapped master key: counter = 0 (single-use key)
 
-#: Blobs per pack are bounded so the blob counter fits 32 bits with room to
-#: spare; the writer seals a pack long before (see repo.pack).
-MAX_BLOBS_PER_PACK = 2**32 - 1
-
 Random = Callable[[int], bytes]
 
 
