@@ -132,7 +132,8 @@ class FaultyBackend(Backend):
     * ``down``: every call raises ``BackendConnectionError`` (target offline).
     * ``connection_errors``: the next N calls raise it, then work again
       (a short outage).
-    * ``flaky_every``: every k-th call overall raises it (a bad link).
+    * ``flaky_every``: every k-th call overall raises it (a bad link), for
+      the operations in ``flaky_ops`` (default: all).
     * ``fail_store_at``: the store calls with these numbers raise
       ``store_error`` (default ``BackendConnectionError``) without storing.
     * ``full_after_bytes``: a store that would bring the bytes stored through
@@ -149,6 +150,7 @@ class FaultyBackend(Backend):
         down: bool = False,
         connection_errors: int = 0,
         flaky_every: int | None = None,
+        flaky_ops: Iterable[str] | None = None,
         fail_store_at: int | Iterable[int] | None = None,
         store_error: type[StorageError] = BackendConnectionError,
         full_after_bytes: int | None = None,
@@ -161,6 +163,7 @@ class FaultyBackend(Backend):
         self.down = down
         self.connection_errors = connection_errors
         self.flaky_every = flaky_every
+        self.flaky_ops = set(flaky_ops) if flaky_ops is not None else None
         if isinstance(fail_store_at, int):
             fail_store_at = [fail_store_at]
         self.fail_store_at: set[int] = set(fail_store_at or ())
@@ -181,7 +184,8 @@ class FaultyBackend(Backend):
         if self.connection_errors > 0:
             self.connection_errors -= 1
             raise BackendConnectionError("injected: connection reset", backend=self.location)
-        if self.flaky_every and self.calls["total"] % self.flaky_every == 0:
+        flaky_op = self.flaky_ops is None or op in self.flaky_ops
+        if self.flaky_every and flaky_op and self.calls["total"] % self.flaky_every == 0:
             raise BackendConnectionError("injected: flaky link", backend=self.location)
 
     def load(self, name: str, offset: int = 0, size: int | None = None) -> bytes:

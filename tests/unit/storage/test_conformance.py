@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from fleetsafe.storage.base import Backend
 from fleetsafe.storage.conformance import conformance_ok, run_conformance
 from fleetsafe.storage.local import LocalBackend
+from fleetsafe.storage.url import open_backend
 from fleetsafe.storage.wrappers import FaultyBackend, RetryingBackend
 
 
@@ -25,6 +25,33 @@ def test_local(tmp_path: Any) -> None:
     _assert_conforms(LocalBackend(tmp_path / "repo"))
 
 
+def test_retrying_over_a_flaky_link(tmp_path: Any) -> None:
+    # Every third call fails with a connection error; retries hide all of it.
+    # Not deletes: a retried delete cannot tell "deleted by the failed try"
+    # from "was never there" and counts both as done (see test_storage_wrappers).
+    faulty = FaultyBackend(LocalBackend(tmp_path / "repo"), flaky_every=3, flaky_ops={"load", "store", "info", "list"})
+    _assert_conforms(RetryingBackend(faulty, attempts=3, backoff=0.0, sleep=lambda s: None))
+    assert faulty.reconnects > 10
+
+
+def test_faulty_without_faults_is_transparent(tmp_path: Any) -> None:
+    _assert_conforms(FaultyBackend(LocalBackend(tmp_path / "repo")))
+
+
+def test_failures_are_reported_not_raised(tmp_path: Any) -> None:
+    # A backend that corrupts loads must fail the data checks, by name.
+    results = run_conformance(FaultyBackend(LocalBackend(tmp_path / "repo"), flip_byte_on_load=3))
+    failed = {r["check"] for r in results if r["ok"] is False}
+    assert {"round_trip", "ranged_load", "large_object"} <= failed
+    assert not conformance_ok(results)
+
+
+def test_unreachable_target_skips_the_rest(tmp_path: Any) -> None:
+    results = run_conformance(FaultyBackend(LocalBackend(tmp_path / "repo"), down=True))
+    assert results[0]["ok"] is False and "unreachable" in results[0]["detail"]
+    assert all(r["ok"] is None for r in results[1:])
+
+
 @pytest.mark.services
 def test_sftp(sftp_backend: Backend) -> None:
     _assert_conforms(sftp_backend)
@@ -33,3 +60,16 @@ def test_sftp(sftp_backend: Backend) -> None:
 @pytest.mark.services
 def test_s3(s3_backend: Backend) -> None:
     _assert_conforms(s3_backend)
+
+
+@pytest.mark.services
+def test_s3_through_open_backend(s3_target: dict[str, Any]) -> None:
+    # What `fleetsafe target check` runs: the agent.yml entry, retry wrapper included.
+    with open_backend(s3_target) as backend:
+        _assert_conforms(backend)
+
+
+@pytest.mark.services
+def test_sftp_through_open_backend(sftp_target: dict[str, Any]) -> None:
+    with open_backend(sftp_target) as backend:
+        _assert_conforms(backend)

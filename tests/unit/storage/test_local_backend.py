@@ -7,8 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
-
-from fleetsafe.errors import InvalidObjectName, InvalidRange, ObjectNotFound, StorageError, StorageFull
+from fleetsafe.errors import (
+    InvalidObjectName,
+    InvalidRange,
+    ObjectNotFound,
+    StorageError,
+    StorageFull,
+)
 from fleetsafe.storage.conformance import INVALID_NAMES
 from fleetsafe.storage.local import LocalBackend
 
@@ -26,9 +31,12 @@ def test_invalid_names_never_touch_the_filesystem(tmp_path: Path, backend: Local
     (tmp_path / "x").write_bytes(b"outside")  # what "../x" would reach
     before = _tree(tmp_path)
     for bad in INVALID_NAMES:
-        for call in (lambda: backend.store(bad, b"evil"), lambda: backend.load(bad), lambda: backend.delete(bad)):
-            with pytest.raises(InvalidObjectName):
-                call()
+        with pytest.raises(InvalidObjectName):
+            backend.store(bad, b"evil")
+        with pytest.raises(InvalidObjectName):
+            backend.load(bad)
+        with pytest.raises(InvalidObjectName):
+            backend.delete(bad)
     assert _tree(tmp_path) == before
     assert (tmp_path / "x").read_bytes() == b"outside"
 

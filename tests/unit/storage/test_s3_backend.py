@@ -7,8 +7,13 @@ import traceback
 from typing import Any
 
 import pytest
-
-from fleetsafe.errors import BackendConnectionError, ConfigError, ObjectNotFound, StorageError, UntrustedTarget
+from fleetsafe.errors import (
+    BackendConnectionError,
+    ConfigError,
+    ObjectNotFound,
+    StorageError,
+    UntrustedTarget,
+)
 from fleetsafe.storage.s3 import S3Backend
 from fleetsafe.storage.wrappers import RetryingBackend
 

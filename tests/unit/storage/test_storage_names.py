@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from fleetsafe.errors import InvalidObjectName, InvalidRange
 from fleetsafe.storage.base import check_range, dir_may_match, validate_name
 
