@@ -106,7 +106,11 @@ class BackupResult:
 
 
 def iso_utc(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    """ISO-8601 UTC with microseconds: snapshots taken within one second must still sort
+    in the order they were taken (``list_snapshots`` orders by ``start``; the parent of an
+    incremental is the newest)."""
+    whole = int(ts)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((ts - whole) * 1e6):06d}Z"
 
 
 def error_text(exc: BaseException) -> str:
