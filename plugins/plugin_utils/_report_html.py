@@ -89,6 +89,8 @@ def human_duration(seconds: Any) -> str:
 def human_age(hours: Any) -> str:
     if not isinstance(hours, int | float):
         return ""
+    if hours < 0:
+        return "after the report time"  # a report built for a fixed earlier "now"
     if hours < 1:
         return f"{int(hours * 60)} min ago"
     if hours < 48:
@@ -174,7 +176,7 @@ def _host_row(h: dict[str, Any]) -> str:
     head = f'<tr data-host="{name}" data-status="{_e(h["status"])}"><td class="host">{name}</td>{status_td}'
     if not h.get("has_data"):
         coll = h.get("collection") or {}
-        return head + '<td class="cell nodata" colspan="6">no data</td>' + _cell(coll, human_time(coll.get("last_collect")) if coll.get("last_collect") else "never") + "<td></td></tr>"
+        return head + '<td class="cell nodata" colspan="6">no data</td>' + _cell(coll, human_time(coll.get("last_collect")) if coll.get("last_collect") else "never", human_age(coll.get("age_hours")) or "&nbsp;") + "<td></td></tr>"
     full, incr, last = h["last_full"], h["last_incremental"], h["last_backup"]
     ver, chain, fail, coll = h["verify"], h["audit_chain"], h["failures"], h["collection"]
 
