@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -175,6 +176,27 @@ def service_lock(name: str, ports: tuple[int, ...]) -> Iterator[Path]:
 
 def _record_pid(lock: Path, pid: int) -> None:
     lock.write_text(f"{pid}\n")
+
+
+# --- repository-shaped test data ----------------------------------------------------------
+def _ca(prefix: str, data: bytes) -> str:
+    h = hashlib.sha256(data).hexdigest()
+    return f"packs/{h[:2]}/{h}" if prefix == "packs/" else f"{prefix}{h}"
+
+
+def make_repo(backend: Any, packs: int = 3) -> dict[str, bytes]:
+    """A repository-shaped set of objects (contents are opaque to replication)."""
+    objs: dict[str, bytes] = {"config": b"config-v1", "keys/host-fpr": b"slot-host", "keys/recovery-fpr": b"slot-rec"}
+    for i in range(packs):
+        data = os.urandom(1000 + i)
+        objs[_ca("packs/", data)] = data
+    for prefix in ("index/", "snapshots/"):
+        data = os.urandom(200)
+        objs[_ca(prefix, data)] = data
+    for name, data in objs.items():
+        backend.store(name, data)
+    backend.store("locks/abc", b"lock")  # never replicated
+    return objs
 
 
 # --- TLS ----------------------------------------------------------------------------------
