@@ -75,7 +75,8 @@ class LocalBackend(Backend):
 
     def store(self, name: str, data: bytes) -> None:
         path = self._path(name)
-        tmp = path.parent / f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(6)}"
+        # Truncated: a 255-byte component plus the suffix would exceed NAME_MAX.
+        tmp = path.parent / f"{TEMP_PREFIX}{path.name[:100]}-{secrets.token_hex(6)}"
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

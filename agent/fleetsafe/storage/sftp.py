@@ -263,7 +263,7 @@ class SFTPBackend(Backend):
     def store(self, name: str, data: bytes) -> None:
         path = self._path(name)
         parent, base = posixpath.split(path)
-        tmp = f"{parent}/{TEMP_PREFIX}{base}-{secrets.token_hex(6)}"
+        tmp = f"{parent}/{TEMP_PREFIX}{base[:100]}-{secrets.token_hex(6)}"  # stays below NAME_MAX
 
         def op(sftp: paramiko.SFTPClient) -> None:
             try:

@@ -73,3 +73,50 @@ def test_s3_through_open_backend(s3_target: dict[str, Any]) -> None:
 def test_sftp_through_open_backend(sftp_target: dict[str, Any]) -> None:
     with open_backend(sftp_target) as backend:
         _assert_conforms(backend)
+
+
+def _readers_see_whole_objects(writer: Backend, reader: Backend) -> None:
+    """Overwrite while another connection reads: every read is all-A or all-B."""
+    import threading
+
+    a, b = b"A" * 300_000, b"B" * 200_000
+    writer.store("ow/x", a)
+    stop = threading.Event()
+    seen: list[bytes] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(reader.load("ow/x"))
+
+    t = threading.Thread(target=read)
+    t.start()
+    try:
+        for i in range(20):
+            writer.store("ow/x", b if i % 2 else a)
+    finally:
+        stop.set()
+        t.join()
+    assert seen and all(x in (a, b) for x in seen)
+
+
+def test_local_overwrite_is_atomic_for_concurrent_readers(tmp_path: Any) -> None:
+    _readers_see_whole_objects(LocalBackend(tmp_path / "r"), LocalBackend(tmp_path / "r"))
+
+
+@pytest.mark.services
+def test_sftp_overwrite_is_atomic_for_concurrent_readers(sftp_target: dict[str, Any]) -> None:
+    # Two connections: a backend object is not thread-safe.
+    with open_backend(sftp_target) as w, open_backend(sftp_target) as r:
+        _readers_see_whole_objects(w, r)
+
+
+@pytest.mark.services
+def test_s3_overwrite_is_atomic_for_concurrent_readers(s3_target: dict[str, Any]) -> None:
+    with open_backend(s3_target) as w, open_backend(s3_target) as r:
+        _readers_see_whole_objects(w, r)
+
+
+def test_long_names_store(tmp_path: Any) -> None:
+    backend = LocalBackend(tmp_path / "r")
+    backend.store("a" * 255, b"x")  # the temp name must not exceed NAME_MAX
+    assert backend.load("a" * 255) == b"x"
