@@ -102,7 +102,7 @@ options:
     default: warn
   accept_chain_break:
     description:
-      - Accept this host's broken chain (after investigating it): the break records are marked accepted
+      - Accept this host's broken chain after investigating it. The break records are marked accepted
         with O(accept_reason), a new epoch starts and the host's current log is collected from its
         first event, which becomes the new anchor. Events of the old epoch stay in the store.
       - Does nothing when the chain is not broken.

@@ -29,7 +29,7 @@ description:
     second run of the playbook is idempotent; O(force) writes one anyway.
   - The age rules and colours are documented in C(docs/report.md) in the collection.
   - This module runs on the controller only (an action plugin); run it once per play with
-    C(run_once) and C(delegate_to: localhost).
+    C(run_once=true) and C(delegate_to=localhost).
 author:
   - fleetsafe engineers
 extends_documentation_fragment:

@@ -162,3 +162,29 @@ def test_fleet_report_without_store(tmp_path):
     result = make_action(ReportAction, {"store": "none.db", "dest": "r", "hosts": ["a"]}).run(task_vars=tv)
     assert result["summary"]["red"] == 1 and "does not exist" in result["warnings"][0]
     assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.parametrize("name", ["audit_collect", "fleet_report"])
+def test_documentation_matches_argument_spec(name):
+    """validate-modules' doc/argspec check, runnable offline (ECOSYSTEM C4/C5/C10)."""
+    import importlib
+
+    import yaml
+    from ansible_collections.fleetsafe.backup.plugins.action.fleet_report import ARGUMENT_SPEC
+    from ansible_collections.fleetsafe.backup.plugins.module_utils._audit_read import AUDIT_COLLECT_INTERNAL_SPEC, AUDIT_COLLECT_USER_SPEC
+
+    module = importlib.import_module(f"ansible_collections.fleetsafe.backup.plugins.modules.{name}")
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    spec = {**AUDIT_COLLECT_USER_SPEC, **AUDIT_COLLECT_INTERNAL_SPEC} if name == "audit_collect" else ARGUMENT_SPEC
+    assert doc["version_added"] == "0.1.0" and doc["attributes"]["check_mode"]["support"] == "full"
+    assert set(doc["options"]) == set(spec)
+    for option, entry in spec.items():
+        documented = doc["options"][option]
+        assert documented["type"] == entry["type"], option
+        assert documented.get("default") == entry.get("default"), option
+        assert documented.get("choices") == entry.get("choices"), option
+        assert bool(documented.get("required")) == bool(entry.get("required")), option
+    for key, value in yaml.safe_load(module.RETURN).items():
+        assert {"description", "returned", "type", "sample"} <= set(value), key
+    for task in yaml.safe_load(module.EXAMPLES):
+        assert any(k.startswith(("fleetsafe.backup.", "ansible.builtin.")) for k in task), task
