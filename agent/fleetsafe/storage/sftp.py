@@ -174,10 +174,12 @@ class SFTPBackend(Backend):
         return sftp
 
     def _alive(self) -> bool:
-        if self._client is None:
+        """Transport up and the SFTP channel still open."""
+        if self._client is None or self._sftp is None:
             return False
         transport = self._client.get_transport()
-        return transport is not None and transport.is_active()
+        channel = self._sftp.get_channel()
+        return transport is not None and transport.is_active() and channel is not None and not channel.closed
 
     def reconnect(self) -> None:
         self.close()
