@@ -29,6 +29,7 @@ INDEX_VERSION = 1
 
 @dataclass(frozen=True)
 class IndexEntry:
+    __slots__ = ("entry", "pack")
     pack: str  # sha256 hex of the pack
     entry: PackEntry
 

@@ -74,6 +74,8 @@ def blob_aad(blob_id: bytes, blob_type: int, comp: int) -> bytes:
 class PackEntry:
     """One blob inside a pack, as listed in its trailer (and in the index)."""
 
+    # Explicit __slots__ (dataclass(slots=True) needs 3.10): the index holds one per blob.
+    __slots__ = ("blob_id", "blob_type", "comp", "length", "n", "offset", "raw_length")
     blob_id: bytes
     blob_type: int
     comp: int
@@ -165,7 +167,8 @@ class PackWriter:
             ENTRY.pack(e.blob_id, e.blob_type, e.comp, e.offset, e.length, e.raw_length) for e in self.entries
         )
         trailer = crypto.seal(self.dk, crypto.nonce(crypto.NONCE_DOMAIN_TRAILER, 0), plain, self.header)
-        return bytes(self.body) + trailer + FOOTER.pack(len(trailer), PACK_END_MAGIC)
+        # One copy; the body stays untouched so finish() can be retried after a failed store.
+        return b"".join((self.body, trailer, FOOTER.pack(len(trailer), PACK_END_MAGIC)))
 
 
 def read_trailer(data: bytes, kek: bytes, what: str) -> tuple[bytes, list[PackEntry]]:
