@@ -140,6 +140,15 @@ class Repository:
         """
         if backend.exists(CONFIG_NAME):
             raise RepositoryExists(location=backend.location)
+        for prefix in ("packs/", INDEX_PREFIX, SNAPSHOT_PREFIX):
+            if backend.list(prefix):
+                # Data without a config: a damaged repository, never something to initialise over.
+                raise RepositoryExists(location=f"{backend.location} (has {prefix} objects but no config)")
+        for stale in backend.list(KEYS_PREFIX):
+            # Slots of an interrupted init (no config, no data was ever written
+            # with their master key): remove them so they cannot be mistaken
+            # for slots of the new repository.
+            backend.delete(stale.name)
         created = int(time.time()) if created is None else created
         master_key = random(crypto.KEY_SIZE)
         repo_id = random(keys.REPO_ID_SIZE)
@@ -184,9 +193,11 @@ class Repository:
             except ObjectNotFound:
                 continue
             slot = keys.parse_slot(data, f"key slot {fp}")
-            if slot.repo_id != config.repo_id or slot.fingerprint != fp:
-                raise FormatError(what=f"key slot {fp}", expected=f"repository {config.repo_id.hex()}, fingerprint {fp}",
-                                  got=f"repository {slot.repo_id.hex()}, fingerprint {slot.fingerprint}")
+            if slot.fingerprint != fp:
+                raise FormatError(what=f"key slot {fp}", expected=f"fingerprint {fp}", got=slot.fingerprint)
+            if slot.repo_id != config.repo_id:
+                raise FormatError(what=f"key slot {fp}", expected=f"repository {config.repo_id.hex()}",
+                                  got=f"repository {slot.repo_id.hex()}")
             master_key = keys.open_slot(slot, **kwargs)
             verify_config(raw, crypto.derive_subkeys(master_key).config_mac_key)
             return cls(backend, config, master_key, host=host)

@@ -452,3 +452,25 @@ def test_failed_pack_store_keeps_blobs(backend, repo, monkeypatch):
     repo.flush()
     assert repo.load_blob(bid) == data
     assert repo.check(read_data=1.0)["status"] == "ok"
+
+
+def test_interrupted_init_can_be_repeated(backend, host_key, recovery):
+    """init writes slots first, config last: without config it simply runs again."""
+    first = Repository.init(backend, host_key=host_key, recovery_public=crypto.x25519_public_bytes(recovery),
+                            host="h")
+    backend.delete("config")  # as if init died before its last write
+    other_recovery = X25519PrivateKey.generate()
+    repo = Repository.init(backend, host_key=host_key,
+                           recovery_public=crypto.x25519_public_bytes(other_recovery), host="h")
+    assert repo.id != first.id and len(repo.slots()) == 2  # the stale recovery slot is gone
+    assert Repository.open(backend, recovery_private=other_recovery).id == repo.id
+    with pytest.raises(NoMatchingKeySlot):
+        Repository.open(backend, recovery_private=recovery)
+
+
+def test_init_refuses_data_without_config(backend, host_key, repo):
+    backup(repo, {b"a": b"data"})
+    backend.delete("config")
+    with pytest.raises(RepositoryExists):
+        Repository.init(backend, host_key=host_key, recovery_public=None, host="h")
+    assert backend.list("keys/")  # nothing was deleted
