@@ -64,6 +64,7 @@ from fleetsafe.repo.pack import (
     decrypt_blob,
     pack_name,
     parse_header,
+    read_trailer,
 )
 from fleetsafe.repo.tree import IterReader, decode_stream, encode_stream
 from fleetsafe.storage.base import Backend
@@ -363,6 +364,38 @@ class Repository:
         if crypto.sha256_hex(data) != _name_hash(name):
             raise IntegrityError(f"{name}: SHA-256 of the object does not match its name")
         return parse_index(objects.open_json(data, objects.OBJ_INDEX, self._keys.kek, name), name)
+
+    def rebuild_index(self) -> dict[str, Any]:
+        """Index the packs no index names (left by an interrupted run) from their trailers.
+
+        Each such pack is hashed (name check) and its trailer authenticated
+        before its blobs are trusted; damaged ones are skipped and reported.
+        Returns ``{"packs_added", "blobs_added", "problems": [{"object", "problem"}]}``.
+        """
+        self.flush()
+        added: list[PackRecord] = []
+        problems: list[dict[str, str]] = []
+        before = len(self.index)
+        for info in self.backend.list("packs/"):
+            sha = _name_hash(info.name)
+            if sha in self.index.packs or info.name != pack_name(sha):
+                continue
+            try:
+                data = self.backend.load(info.name)
+                if crypto.sha256_hex(data) != sha:
+                    raise IntegrityError(f"{info.name}: SHA-256 of the pack does not match its name")
+                dk, entries = read_trailer(data, self._keys.kek, info.name)
+            except FleetsafeError as exc:
+                problems.append({"object": info.name, "problem": str(exc)})
+                continue
+            record = PackRecord(sha, len(data), entries)
+            self.index.add_pack(record)
+            self._dk_cache[sha] = dk
+            added.append(record)
+        if added:
+            self._unindexed.extend(added)
+            self._write_index()
+        return {"packs_added": len(added), "blobs_added": len(self.index) - before, "problems": problems}
 
     # -- trees -------------------------------------------------------------------------------
     def write_tree(self, entries: Iterable[dict[str, Any]]) -> list[str]:

@@ -474,3 +474,20 @@ def test_init_refuses_data_without_config(backend, host_key, repo):
     with pytest.raises(RepositoryExists):
         Repository.init(backend, host_key=host_key, recovery_public=None, host="h")
     assert backend.list("keys/")  # nothing was deleted
+
+
+def test_rebuild_index_adopts_unreferenced_packs(backend, host_key, repo):
+    crashed = Repository.open(backend, host_key=host_key)
+    data = [rnd(9000, seed=200 + i) for i in range(20)]
+    ids = [crashed.add_blob("data", d)[0] for d in data]  # packs sealed, never indexed
+    del crashed
+    fresh = Repository.open(backend, host_key=host_key)
+    assert fresh.check()["unreferenced_packs"] >= 1
+    res = fresh.rebuild_index()
+    assert res["packs_added"] >= 1 and res["problems"] == []
+    again = Repository.open(backend, host_key=host_key)
+    sealed = [i for i in ids if again.has_blob(i)]
+    assert sealed and all(again.load_blob(i) == data[ids.index(i)] for i in sealed)
+    res = again.check(read_data=1.0)
+    assert res["status"] == "ok" and res["unreferenced_packs"] == 0
+    assert again.rebuild_index()["packs_added"] == 0
