@@ -365,6 +365,37 @@ class Repository:
             raise IntegrityError(f"{name}: SHA-256 of the object does not match its name")
         return parse_index(objects.open_json(data, objects.OBJ_INDEX, self._keys.kek, name), name)
 
+    def compact_index(self) -> int:
+        """Replace every readable index object by one; returns how many were replaced.
+
+        Order keeps the invariant: the combined object is stored before any
+        old one is deleted, and only objects that were read are deleted (an
+        index written meanwhile by another run survives).  Damaged index
+        objects are left alone for ``check`` to name.  Call under an
+        exclusive lock.
+        """
+        self.flush()
+        names: list[str] = []
+        records: list[PackRecord] = []
+        for info in self.backend.list(INDEX_PREFIX):
+            try:
+                records.extend(self.read_index_object(info.name))
+            except FleetsafeError:
+                continue
+            names.append(info.name)
+        if len(names) < 2:
+            return 0
+        merged: dict[str, PackRecord] = {}
+        for r in records:
+            merged.setdefault(r.pack, r)
+        self._unindexed = list(merged.values())
+        self._write_index()
+        new_names = {i.name for i in self.backend.list(INDEX_PREFIX)} - set(names)
+        for name in names:
+            if name not in new_names:
+                self.backend.delete(name)
+        return len(names)
+
     def rebuild_index(self) -> dict[str, Any]:
         """Index the packs no index names (left by an interrupted run) from their trailers.
 

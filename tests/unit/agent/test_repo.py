@@ -491,3 +491,15 @@ def test_rebuild_index_adopts_unreferenced_packs(backend, host_key, repo):
     res = again.check(read_data=1.0)
     assert res["status"] == "ok" and res["unreferenced_packs"] == 0
     assert again.rebuild_index()["packs_added"] == 0
+
+
+def test_compact_index(backend, host_key, repo):
+    sids = [backup(repo, {b"f": rnd(20_000, seed=i)}) for i in range(4)]
+    n = len(backend.list("index/"))
+    assert n >= 4
+    assert repo.compact_index() == n
+    assert len(backend.list("index/")) == 1
+    again = Repository.open(backend, host_key=host_key)
+    assert again.check(read_data=1.0)["status"] == "ok"
+    assert restore(again, sids[2]) == {b"f": rnd(20_000, seed=2)}
+    assert again.compact_index() == 0
