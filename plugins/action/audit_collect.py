@@ -133,6 +133,13 @@ class ActionModule(ActionBase):
                 log_present = bool(res.get("log_present"))
                 if not log_present and cursor.seq == 0:
                     warnings.append(f"{host}: no audit log at {path} yet (the agent has not run)")
+                skipped = res.get("skipped_lines") or []
+                if skipped:
+                    lines = ", ".join(str(item.get("line")) for item in skipped[:5])
+                    warnings.append(
+                        f"{host}: {len(skipped)} line(s) of {path} are not audit events (torn writes?), skipped: line {lines};"
+                        " the chain was verified across them"
+                    )
                 found, go_on = log_breaks(cursor, res)
                 if found is not None:
                     brk = found

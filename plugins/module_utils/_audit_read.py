@@ -112,9 +112,6 @@ def check_chain(events: list[dict[str, Any]], anchor_seq: int | None, anchor_has
             seq = event.get("seq") if isinstance(event, dict) else None
             return _result(good, last_seq, last_hash, ChainBreak(seq, shape))
         seq = event["seq"]
-        if "unparseable_line" in event:
-            # read_batch's marker for a line that is not JSON: the chain cannot go past it.
-            return _result(good, last_seq, last_hash, ChainBreak(seq, "line {} of the host log is not a valid event".format(event["unparseable_line"])))
         if last_seq is not None:
             if seq != last_seq + 1:
                 if seq <= last_seq:
@@ -160,7 +157,9 @@ def read_batch(
     start for every batch.
 
     A last line without a newline is being written by the agent right now
-    and is left for the next collection, never parsed half-written.
+    and is left for the next collection, never parsed half-written.  A
+    complete line that is not an event (a torn write the agent terminated)
+    is skipped and reported in ``skipped_lines``.
     """
     result: dict[str, Any] = {
         "path": path,
@@ -174,6 +173,7 @@ def read_batch(
         "log_chain_ok": None,
         "log_chain_error": None,
         "log_size": 0,
+        "skipped_lines": [],
     }
     try:
         handle = open(path, "rb")  # noqa: SIM115 - a missing log is a normal state, not an error
@@ -208,16 +208,16 @@ def read_batch(
                 event = json.loads(text.decode("utf-8"))
             except ValueError:
                 event = None
-            shape = check_event_shape(event) if event is not None else f"line {line_no} is not valid JSON"
+            shape = check_event_shape(event) if event is not None else "not valid JSON"
             if shape:
-                # The controller cannot check what it cannot parse; report and stop here.
-                if chain_error is None:
-                    chain_error = ChainBreak((prev_seq + 1) if prev_seq is not None else None, f"line {line_no}: {shape}")
-                if collecting and (prev_seq is None or prev_seq >= since):
-                    # Hand the controller a marker so its own check breaks at the same point.
-                    events.append({"seq": (prev_seq + 1) if prev_seq is not None else since + 1, "prev": prev_hash or "", "hash": "", "unparseable_line": line_no})
-                    collecting = False
-                break
+                # A crash mid-write leaves a torn line, which the agent terminates and
+                # then chains on from the last good event.  Skipping the line is safe:
+                # the chain check still proves that no *event* is missing or changed
+                # (replacing a real event by garbage leaves a gap in seq/prev).
+                if len(result["skipped_lines"]) < 20:
+                    result["skipped_lines"].append({"line": line_no, "reason": shape})
+                pos = line_end
+                continue
             assert event is not None
             seq = event["seq"]
             if scan:

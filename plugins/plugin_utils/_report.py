@@ -271,16 +271,22 @@ def _is_read_data(event: dict[str, Any]) -> bool:
         value = details.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             return True
-    return bool(details.get("blobs_checked"))
+    return False
 
 
 def _verify_problems(event: dict[str, Any]) -> int:
+    """Problems a verify found (0 = the data checked out); at least 1 when it says damaged."""
     details = _details(event)
     problems = details.get("problems")
-    count = len(problems) if isinstance(problems, list) else int(problems) if isinstance(problems, int) else 0
-    if event.get("status") in ("damaged", "failure") or details.get("status") == "damaged" or details.get("result") == "damaged":
+    count = len(problems) if isinstance(problems, list) else problems if isinstance(problems, int) and not isinstance(problems, bool) else 0
+    if event.get("status") == "damaged" or "damaged" in (details.get("status"), details.get("result")):
         count = max(count, 1)
     return count
+
+
+def _verify_failed_to_run(event: dict[str, Any]) -> bool:
+    """The agent could not verify at all (no key, target down): not a verdict on the data."""
+    return event.get("status") in ("failure", "refused") and _verify_problems(event) == 0
 
 
 def rule_verify(verifies: list[dict[str, Any]], policy: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -306,6 +312,9 @@ def rule_verify(verifies: list[dict[str, Any]], policy: dict[str, Any], now: dat
     fig["read_data_age_hours"] = rd_age
     if problems:
         return _check(["VER-CHECKSUM", "ENC-TEST"], RED, f"last verify found {problems} problem(s): repository damaged", **fig)
+    if _verify_failed_to_run(last):
+        fig["result"] = "failed"
+        return _check(["VER-CHECKSUM"], RED, f"last verify could not run: {_first_error(last) or 'see audit event seq ' + str(last.get('seq'))}", **fig)
     age = fig["age_hours"] if fig["age_hours"] is not None else float("inf")
     if age > policy["verify_max_age_hours"] + policy["verify_grace_hours"]:
         return _check(["VER-CHECKSUM"], RED, f"last verify {_age_text(age)} old (policy: daily)", **fig)
@@ -386,8 +395,9 @@ def _first_error(event: dict[str, Any]) -> str | None:
     if isinstance(errors, list) and errors:
         first = errors[0]
         if isinstance(first, dict):
-            path, err = first.get("path"), first.get("error") or first.get("message")
-            return f"{path}: {err}" if path else str(err)
+            where = first.get("path") or (f"target {first['target']}" if first.get("target") else None)
+            err = first.get("error") or first.get("message")
+            return f"{where}: {err}" if where else str(err)
         return str(first)
     message = _details(event).get("message")
     return str(message) if message else None

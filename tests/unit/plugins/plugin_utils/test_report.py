@@ -182,6 +182,23 @@ def test_failures_verify_and_escalation(store):
     assert {c for r in entry["reasons"] for c in r["controls"]} >= {"VER-CHECKSUM", "MON-ESCALATE", "FREQ-INCR"}
 
 
+def test_agent_verify_events(store):
+    """The agent writes verify events as status success/failure, details.result ok/damaged,
+    details.problems as a count and details.read_data_percent (agent/fleetsafe/cli.py)."""
+    chain = Chain("app1")
+    healthy_day(chain, NOW)
+    chain.add("verify", at=NOW - timedelta(minutes=10), status="success", result="ok", read_data_percent=5.0, problems=0, blobs_checked=40)
+    collected(store, chain)
+    entry = host(build_report(store, ["app1"], POLICY, NOW), "app1")
+    assert entry["verify"]["status"] == "green" and entry["verify"]["mode"] == "read-data"
+    chain.add("verify", at=NOW - timedelta(minutes=5), status="failure", result="damaged", read_data_percent=0.0, problems=2)
+    chain.add("verify", at=NOW - timedelta(minutes=2), status="failure", error="target")
+    store.add_events("app1", chain.events)
+    entry = host(build_report(store, ["app1"], POLICY, NOW), "app1")
+    assert entry["verify"]["status"] == "red" and entry["verify"]["result"] == "failed"
+    assert "could not run" in entry["verify"]["message"]
+
+
 def test_partial_and_denied_are_amber(store):
     chain = Chain("ws1")
     healthy_day(chain, NOW)

@@ -213,16 +213,24 @@ def test_read_batch_is_bounded_and_resumable(tmp_path):
     assert read_batch(str(log), since=7)["anchor_hash"] == chain.events[6]["hash"]
 
 
-def test_read_batch_ignores_torn_tail_and_flags_garbage(tmp_path):
-    chain = chain_of(3)
+def test_read_batch_ignores_torn_tail_and_skips_torn_lines(tmp_path, store):
+    chain = chain_of(5)
     log = tmp_path / "audit.jsonl"
-    log.write_text(chain.lines() + '{"seq": 4, "half')
+    log.write_text(chain.lines() + '{"seq": 6, "half')
     got = read_batch(str(log), since=0)
-    assert [e["seq"] for e in got["events"]] == [1, 2, 3] and got["log_chain_ok"]
-    log.write_text(chain.lines() + "not json\n")
-    got = read_batch(str(log), since=2)
-    assert not got["log_chain_ok"] and "not valid JSON" in got["log_chain_error"]["reason"]
-    assert got["events"][-1].get("unparseable_line") == 4
+    assert [e["seq"] for e in got["events"]] == [1, 2, 3, 4, 5] and got["log_chain_ok"]
+    # a torn line the agent terminated, then the chain goes on: nothing is lost
+    lines = chain.lines().splitlines(keepends=True)
+    log.write_text("".join(lines[:2]) + '{"seq": 3, "torn\n' + "".join(lines[2:]))
+    got = read_batch(str(log), since=0)
+    assert got["log_chain_ok"] and got["skipped_lines"] == [{"line": 3, "reason": "not valid JSON"}]
+    assert store.add_events("web1", got["events"]).chain_ok
+    # a real event replaced by garbage is a gap, on the host and in the store
+    log.write_text("".join(lines[:2]) + "garbage\n" + "".join(lines[3:]))
+    got = read_batch(str(log), since=0)
+    assert not got["log_chain_ok"] and got["log_chain_error"]["seq"] == 3
+    result = Store(str(tmp_path / "other.db")).add_events("web1", got["events"])
+    assert not result.chain_ok and result.error.seq == 3 and result.added == 2
 
 
 def test_read_batch_missing_file(tmp_path):
