@@ -170,8 +170,13 @@ def test_documentation_matches_argument_spec(name):
     import importlib
 
     import yaml
-    from ansible_collections.fleetsafe.backup.plugins.action.fleet_report import ARGUMENT_SPEC
-    from ansible_collections.fleetsafe.backup.plugins.module_utils._audit_read import AUDIT_COLLECT_INTERNAL_SPEC, AUDIT_COLLECT_USER_SPEC
+    from ansible_collections.fleetsafe.backup.plugins.action.fleet_report import (
+        ARGUMENT_SPEC,
+    )
+    from ansible_collections.fleetsafe.backup.plugins.module_utils._audit_read import (
+        AUDIT_COLLECT_INTERNAL_SPEC,
+        AUDIT_COLLECT_USER_SPEC,
+    )
 
     module = importlib.import_module(f"ansible_collections.fleetsafe.backup.plugins.modules.{name}")
     doc = yaml.safe_load(module.DOCUMENTATION)
