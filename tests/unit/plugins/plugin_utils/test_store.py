@@ -258,3 +258,16 @@ def test_many_processes_write_one_store(tmp_path):
     with Store(path) as s:
         assert len(s.host_names()) == 8
         assert all(s.cursor(h).seq == 30 and s.host_row(h)["chain_status"] == "ok" for h in s.host_names())
+
+
+def test_contract_with_the_agents_audit_log(tmp_path, store):
+    """Events written by the real agent (fleetsafe.audit) verify on the controller unchanged."""
+    audit = pytest.importorskip("fleetsafe.audit")
+    log = audit.AuditLog(tmp_path / "audit.jsonl", "web1", head_file=tmp_path / "audit.head")
+    log.append("backup", "success", details={"type": "full", "snapshot_id": "ab" * 32, "bytes_added": 10, "duration_seconds": 1.5})
+    log.append("verify", "success", details={"result": "ok", "read_data_percent": 5.0, "problems": 0})
+    log.append("restore", "denied", details={"reason": "no approval — ünïcode"})
+    got = read_batch(str(tmp_path / "audit.jsonl"), since=0)
+    assert got["log_chain_ok"] and len(got["events"]) == 3
+    result = store.add_events("web1", got["events"])
+    assert result.chain_ok and result.added == 3
