@@ -104,7 +104,14 @@ def merge_policy(given: dict[str, Any] | None) -> dict[str, Any]:
     """Defaults overlaid with the site's policy.  Unknown keys are kept (other
     parts of the collection share ``fleetsafe_policy``) but not interpreted."""
     policy = dict(DEFAULT_POLICY)
-    for key, value in (given or {}).items():
+    given = dict(given or {})
+    if "verify_max_age_days" in given and "verify_max_age_hours" not in given:
+        # the site playbook's policy profile speaks in days; a daily job gets 2 h of jitter
+        try:
+            given["verify_max_age_hours"] = int(given["verify_max_age_days"]) * 24 + 2
+        except (TypeError, ValueError) as exc:
+            raise ReportError(f"policy.verify_max_age_days: expected an integer, got {given['verify_max_age_days']!r}") from exc
+    for key, value in given.items():
         if value is not None or key == "timezone":
             policy[key] = value
     for key in _INT_KEYS:

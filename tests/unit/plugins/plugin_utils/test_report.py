@@ -241,6 +241,7 @@ def test_policy_validation():
     with pytest.raises(ReportError, match="timezone"):
         merge_policy({"timezone": "Mars/Olympus"})
     assert merge_policy({"retention_days": 365})["retention_days"] == 365  # shared keys pass through
+    assert merge_policy({"verify_max_age_days": 2})["verify_max_age_hours"] == 50  # the site profile's key
 
 
 def test_html_is_self_contained_and_escaped(store):
