@@ -279,8 +279,21 @@ class SFTPBackend(Backend):
                     view = memoryview(data)
                     for pos in range(0, len(view), _WRITE_CHUNK):
                         fh.write(view[pos : pos + _WRITE_CHUNK])
+                    self._drain_writes(sftp, fh)
                     self._fsync(sftp, fh)
+                # Belt and braces against a lost write error: never publish
+                # an object whose size is not the size we sent.
+                written = sftp.stat(tmp).st_size
+                if written != len(data):
+                    raise OSError(f"short write: {written} of {len(data)} bytes reached the server")
                 self._replace(sftp, tmp, path)
+            except OSError as exc:
+                free = self._free_bytes(sftp, parent) if self._alive() else None
+                self._discard(sftp, tmp)
+                if free is not None and free < len(data):
+                    # OpenSSH reports ENOSPC/EDQUOT as a bare "Failure".
+                    raise OSError(errno.ENOSPC, f"no space left ({free} bytes free, {len(data)} needed)") from exc
+                raise
             except BaseException:
                 self._discard(sftp, tmp)
                 raise
@@ -342,6 +355,25 @@ class SFTPBackend(Backend):
                 raise
 
     @staticmethod
+    def _drain_writes(sftp: paramiko.SFTPClient, fh: paramiko.SFTPFile) -> None:
+        """Read the status reply of every pipelined write still outstanding.
+
+        paramiko registers pipelined writes without an owner, and on close()
+        it reads and *discards* their replies: a write the server refused
+        (disk full, quota) would vanish and leave a silently truncated file.
+        Waiting for each reply here turns such a refusal into an OSError.
+        """
+        fh.flush()
+        reqs = getattr(fh, "_reqs", None)
+        expecting = getattr(sftp, "_expecting", None)
+        if reqs is None or expecting is None:
+            return  # a paramiko without these internals: the size check in store() still guards
+        while reqs:
+            num = reqs.popleft()
+            if num in expecting:  # not yet read by anyone: wait for it (raises on error)
+                sftp._read_response(num)  # type: ignore[attr-defined]
+
+    @staticmethod
     def _fsync(sftp: paramiko.SFTPClient, fh: paramiko.SFTPFile) -> None:
         """Ask the server to fsync the temp file before the rename publishes it.
 
@@ -349,14 +381,23 @@ class SFTPBackend(Backend):
         a server without it answers "unsupported", and then the data is as
         durable as the server's own write-back makes it.
         """
-        fh.flush()
-        if fh.pipelined:
-            sftp._finish_responses(fh)  # type: ignore[attr-defined]  # surface write errors first
         try:
             sftp._request(paramiko.sftp.CMD_EXTENDED, "fsync@openssh.com", fh.handle)  # type: ignore[attr-defined]
         except OSError as exc:
             if "unsupported" not in str(exc).lower():
                 raise
+
+    @staticmethod
+    def _free_bytes(sftp: paramiko.SFTPClient, path: str) -> int | None:
+        """Bytes available to us at ``path`` (``statvfs@openssh.com``), None if unknown."""
+        try:
+            t, msg = sftp._request(paramiko.sftp.CMD_EXTENDED, "statvfs@openssh.com", path)  # type: ignore[attr-defined]
+            if t != paramiko.sftp.CMD_EXTENDED_REPLY:
+                return None
+            _bsize, frsize, _blocks, _bfree, bavail = (msg.get_int64() for _ in range(5))
+        except (OSError, EOFError, SFTPError, paramiko.SSHException):
+            return None
+        return int(frsize * bavail)
 
     @staticmethod
     def _replace(sftp: paramiko.SFTPClient, tmp: str, path: str) -> None:

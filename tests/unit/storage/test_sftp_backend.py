@@ -15,6 +15,7 @@ from fleetsafe.errors import (
     InvalidObjectName,
     ObjectNotFound,
     StorageError,
+    StorageFull,
     UntrustedTarget,
 )
 from fleetsafe.storage.conformance import INVALID_NAMES
@@ -157,3 +158,33 @@ def test_missing_and_not_regular(sftp_backend: SFTPBackend) -> None:
 def test_repr_and_location(sftp_backend: SFTPBackend) -> None:
     assert sftp_backend.location.startswith("sftp://backup@127.0.0.1:2222/upload/")
     assert repr(sftp_backend) == f"SFTPBackend({sftp_backend.location})"
+
+
+@pytest.fixture
+def full_dir(sftp_server: dict[str, Any]) -> Any:
+    """A 1 MiB tmpfs inside the chroot, owned by the sftp user: a real full disk."""
+    import subprocess
+
+    d = sftp_server["chroot"] / "upload" / f"full-{os.getpid()}"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,uid=34,gid=34,mode=0700", "tmpfs", str(d)],
+                       check=False, capture_output=True, text=True)  # fmt: skip
+    if r.returncode != 0:
+        d.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    yield d
+    subprocess.run(["umount", str(d)], check=True)
+    d.rmdir()
+
+
+def test_disk_full_is_storage_full_never_a_truncated_object(
+    sftp_server: dict[str, Any], full_dir: Path
+) -> None:
+    # paramiko drops the error replies of pipelined writes on close(); without
+    # our drain + size check this store "succeeded" with a 1 MiB object.
+    backend = _backend(sftp_server, root=f"/upload/{full_dir.name}")
+    with pytest.raises(StorageFull, match="no space"):
+        backend.store("packs/big", os.urandom(2 << 20))
+    assert list(full_dir.rglob("*")) == [full_dir / "packs"]  # no object, no temp file
+    backend.store("packs/small", b"fits")  # the connection is still usable
+    assert backend.load("packs/small") == b"fits"
