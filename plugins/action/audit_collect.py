@@ -53,7 +53,7 @@ class ActionModule(ActionBase):
         try:
             with Store(store_path) as store:
                 outcome = self._collect(store, host, args, task_vars, check_mode)
-                if not check_mode:
+                if not check_mode and "module_failure" not in outcome:
                     err = outcome["chain_error"]
                     store.record_collection(
                         host,

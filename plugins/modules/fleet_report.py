@@ -78,8 +78,8 @@ options:
       - C(full_max_age_days) (7), C(full_grace_hours) (12) for FREQ-FULL.
       - C(incr_window_start) (8), C(incr_window_end) (20), C(incr_interval_minutes) (60),
         C(incr_days) (all weekdays, C(mon)..C(sun)), C(incr_slack_minutes) (30) for FREQ-INCR.
-      - C(verify_max_age_hours) (26), C(read_data_max_age_days) (7), C(verify_grace_hours) (12) for
-        VER-CHECKSUM and ENC-TEST.
+      - C(verify_max_age_hours) (26; C(verify_max_age_days=N) means N*24+2), C(read_data_max_age_days) (7),
+        C(verify_grace_hours) (12) for VER-CHECKSUM and ENC-TEST.
       - C(failure_window_hours) (24), C(escalate_after_hours) (24), C(collect_max_age_hours) (26) for
         MON-DAILY and MON-ESCALATE.
       - C(timezone) (the controller's local zone), the IANA zone of the incremental window;

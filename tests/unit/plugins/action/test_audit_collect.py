@@ -126,6 +126,15 @@ def test_missing_log_is_not_an_error(site):
     assert "no audit log" in result["warnings"][0]
 
 
+def test_host_side_failure_is_passed_through(site):
+    action = make_action(CollectAction, {"store": "state/fleetsafe.db", "path": str(site["log"])})
+    action._execute_module = lambda **kw: {"failed": True, "msg": "cannot read audit log: Permission denied; use become"}
+    result = action.run(task_vars=site["vars"])
+    assert result["failed"] and "become" in result["msg"]
+    with Store(str(site["db"])) as store:
+        assert store.last_collection("web1") is None
+
+
 def test_relative_paths(tmp_path):
     inv = tmp_path / "inv"
     inv.mkdir()
