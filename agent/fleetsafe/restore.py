@@ -361,7 +361,9 @@ class RestoreWriter:
                     if entry["type"] != "dir":
                         conflicts.append({"path": display_path(path), "problem": "a directory exists where a non-directory would be written"})
                     continue
-                if entry["type"] == "dir":
+                if stat.S_ISLNK(st.st_mode) and entry["type"] == "dir":
+                    conflicts.append({"path": display_path(path), "problem": "a symlink exists where a directory would be created; it is never followed"})
+                elif entry["type"] == "dir":
                     conflicts.append({"path": display_path(path), "problem": "a non-directory exists where a directory would be created"})
                 elif not self.overwrite:
                     conflicts.append({"path": display_path(path), "problem": "exists (use --overwrite to replace)"})

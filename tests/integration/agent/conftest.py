@@ -68,7 +68,7 @@ class Agent:
     def run(self, *args: str, expect: int | None = 0, json_out: bool = True, timeout: float = 120,
             input: str | None = None) -> Result:
         p = subprocess.run(self.argv(*args, json_out=json_out), env=self.env, text=True, capture_output=True,
-                           timeout=timeout, input=input)
+                           timeout=timeout, input=input, check=False)
         doc: dict[str, Any] = {}
         if json_out:
             # The contract: exactly one JSON document on stdout, nothing else.
@@ -115,8 +115,15 @@ def make_agent(base: Path, *, init: bool = True, **over: Any) -> Agent:
     env["FLEETSAFE_TRIGGER"] = "cli"
     agent = Agent(base, write_config(base, **over), env)
     if init:
-        agent.run("key", "create")
-        agent.run("init")
+        # In-process, through the same APIs `key create` / `init` use: each CLI start costs
+        # ~0.5 s, and test_agent_cli.py runs the real commands.
+        from fleetsafe import keys
+        from fleetsafe.repo import Repository
+        from fleetsafe.storage.local import LocalBackend
+
+        (base / "keys").mkdir(mode=0o700, exist_ok=True)
+        host_key = keys.create_host_key(base / "keys" / "repo.key")
+        Repository.init(LocalBackend(base / "repo"), host_key=host_key, recovery_public=None, host="testhost")
     return agent
 
 
