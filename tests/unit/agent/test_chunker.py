@@ -176,3 +176,18 @@ def test_property_other_params(seed, p):
     params = ChunkerParams(*p)
     data = rnd(random.Random(seed).randint(0, 12_000), seed)
     assert list(Chunker(KEY, params).chunk_bytes(data)) == reference_chunks(data, KEY, params)
+
+
+def test_throughput_64_mib(capsys):
+    """Vectorised hashing must stay fast: ~190 MB/s of CPU time measured; the floor is lax for busy CI."""
+    import time
+
+    data = np.random.default_rng(11).integers(0, 256, 64 * 1024 * 1024, dtype=np.uint8).tobytes()
+    c = Chunker(KEY)
+    t0 = time.process_time()
+    n = sum(len(x) for x in c.chunk_bytes(data))
+    rate = 64 / max(time.process_time() - t0, 1e-9)
+    assert n == len(data)
+    with capsys.disabled():
+        print(f"\nchunker: {rate:.0f} MB/s (CPU time, 64 MiB, default parameters)")
+    assert rate > 40
