@@ -99,6 +99,7 @@ class ActionModule(ActionBase):
     def _collect(self, store: Store, host: str, args: dict[str, Any], task_vars: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         warnings: list[str] = []
         cursor = store.cursor(host)
+        accepted = False
         if args["accept_chain_break"]:
             row = store.host_row(host)
             if row and row["chain_status"] == "broken":
@@ -106,6 +107,7 @@ class ActionModule(ActionBase):
                     cursor = Cursor(cursor.epoch + 1, 0, None)
                 else:
                     cursor = store.accept_break(host, args["accept_reason"]) or cursor
+                accepted = True
                 warnings.append(f"{host}: broken audit chain accepted ({args['accept_reason']}); a new epoch starts")
 
         module_args = {k: args[k] for k in ("path", "config", "max_events", "max_bytes")}
@@ -133,7 +135,8 @@ class ActionModule(ActionBase):
                 log_present = bool(res.get("log_present"))
                 if not log_present and cursor.seq == 0:
                     warnings.append(f"{host}: no audit log at {path} yet (the agent has not run)")
-                skipped = res.get("skipped_lines") or []
+                # warn once: only about torn lines among the events this run collects
+                skipped = [i for i in res.get("skipped_lines") or [] if i.get("after_seq") is None or i["after_seq"] >= since]
                 if skipped:
                     lines = ", ".join(str(item.get("line")) for item in skipped[:5])
                     warnings.append(
@@ -174,7 +177,7 @@ class ActionModule(ActionBase):
         if error:
             error["message"] = brk.message()  # type: ignore[union-attr]
         row = store.host_row(host)
-        if error is None and row and row["chain_status"] == "broken":
+        if error is None and row and row["chain_status"] == "broken" and not (check_mode and accepted):
             # Tamper evidence is sticky: an earlier, unaccepted break still stands.
             open_breaks = [b for b in store.breaks(host) if not b["accepted_at"]]
             first = open_breaks[-1] if open_breaks else {}

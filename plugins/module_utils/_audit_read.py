@@ -215,7 +215,7 @@ def read_batch(
                 # the chain check still proves that no *event* is missing or changed
                 # (replacing a real event by garbage leaves a gap in seq/prev).
                 if len(result["skipped_lines"]) < 20:
-                    result["skipped_lines"].append({"line": line_no, "reason": shape})
+                    result["skipped_lines"].append({"line": line_no, "reason": shape, "after_seq": prev_seq})
                 pos = line_end
                 continue
             assert event is not None

@@ -119,6 +119,16 @@ def test_rewritten_log_behind_cursor_and_acceptance(site):
         assert store.cursor("web1").epoch == 1 and store.event_count("web1") == 28
 
 
+def test_torn_line_warned_once(site):
+    lines = site["chain"].lines().splitlines(keepends=True)
+    site["log"].write_text("".join(lines[:10]) + '{"seq": 11, "to\n' + "".join(lines[10:]))
+    result, _ = collect(site)
+    assert result["chain_ok"] and result["events_added"] == 23
+    assert any("torn writes" in w and "line 11" in w for w in result["warnings"])
+    again, _ = collect(site)
+    assert "warnings" not in again
+
+
 def test_missing_log_is_not_an_error(site):
     site["log"].unlink()
     result, _ = collect(site)

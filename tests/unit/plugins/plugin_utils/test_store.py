@@ -223,7 +223,7 @@ def test_read_batch_ignores_torn_tail_and_skips_torn_lines(tmp_path, store):
     lines = chain.lines().splitlines(keepends=True)
     log.write_text("".join(lines[:2]) + '{"seq": 3, "torn\n' + "".join(lines[2:]))
     got = read_batch(str(log), since=0)
-    assert got["log_chain_ok"] and got["skipped_lines"] == [{"line": 3, "reason": "not valid JSON"}]
+    assert got["log_chain_ok"] and got["skipped_lines"] == [{"line": 3, "reason": "not valid JSON", "after_seq": 2}]
     assert store.add_events("web1", got["events"]).chain_ok
     # a real event replaced by garbage is a gap, on the host and in the store
     log.write_text("".join(lines[:2]) + "garbage\n" + "".join(lines[3:]))
