@@ -26,9 +26,12 @@ Contract, on top of ``base.Backend``:
 * paramiko, socket and SFTP status errors are translated: dead connection,
   timeout, protocol garbage -> ``BackendConnectionError``; no such file ->
   ``ObjectNotFound`` (reads) or ``StorageError`` (writes); permission denied
-  -> ``StorageError``; "no space"/"quota" -> ``StorageFull``.
-  OpenSSH's server reports a full disk as a bare ``Failure`` status, so a
-  full SFTP target usually shows as ``StorageError``, not ``StorageFull``.
+  -> ``StorageError``; full disk or quota -> ``StorageFull`` (OpenSSH
+  reports those as a bare ``Failure``: after a failed store the free space
+  is asked for with ``statvfs@openssh.com``).
+* A store never publishes a truncated object: paramiko discards the error
+  replies of pipelined writes on close, so every reply is awaited first,
+  and the temp file's size is compared with the data before the rename.
 """
 
 from __future__ import annotations

@@ -115,3 +115,19 @@ def test_bad_endpoints(s3_server: dict[str, Any]) -> None:
             _backend(s3_server, endpoint=endpoint)
     with pytest.raises(ConfigError):
         _backend(s3_server, ca_file="/nonexistent/ca.pem")
+
+
+def test_bytes_damaged_in_transit_are_rejected(s3_backend: S3Backend) -> None:
+    # Fault injection on the wire: flip one byte after Content-MD5 was computed.
+    def corrupt(request: Any, **kwargs: Any) -> None:
+        raw = request.body.read() if hasattr(request.body, "read") else request.body
+        body = bytearray(raw)
+        body[0] ^= 0xFF
+        request.body = bytes(body)
+
+    s3_backend._s3().meta.events.register("before-send.s3.PutObject", corrupt)
+    with pytest.raises(StorageError, match="BadDigest"):
+        s3_backend.store("packs/p", b"pack bytes")
+    s3_backend._s3().meta.events.unregister("before-send.s3.PutObject", corrupt)
+    with pytest.raises(ObjectNotFound):
+        s3_backend.info("packs/p")
