@@ -312,10 +312,11 @@ def rule_verify(verifies: list[dict[str, Any]], policy: dict[str, Any], now: dat
             "mode": "read-data" if _is_read_data(last) else "structural",
             "result": "damaged" if problems else "ok",
             "problems": problems,
-            "last_read_data": iso(_event_time(last_rd, "end")) if last_rd and _event_time(last_rd, "end") else None,
         }
     )
-    rd_age = _hours(now - _event_time(last_rd, "end")) if last_rd and _event_time(last_rd, "end") else None
+    rd_when = _event_time(last_rd, "end") if last_rd else None
+    rd_age = _hours(now - rd_when) if rd_when else None
+    fig["last_read_data"] = iso(rd_when) if rd_when else None
     fig["read_data_age_hours"] = rd_age
     if problems:
         return _check(["VER-CHECKSUM", "ENC-TEST"], RED, f"last verify found {problems} problem(s): repository damaged", **fig)
@@ -412,12 +413,13 @@ def _first_error(event: dict[str, Any]) -> str | None:
 
 def rule_collection(row: dict[str, Any] | None, policy: dict[str, Any], now: datetime) -> dict[str, Any]:
     last = parse_ts((row or {}).get("last_collect"))
-    fig = {"last_collect": iso(last) if last else None, "age_hours": _hours(now - last) if last else None}
     if last is None:
-        return _check(["MON-DAILY"], RED, "never collected", **fig)
-    if fig["age_hours"] > policy["collect_max_age_hours"]:
-        return _check(["MON-DAILY"], AMBER, f"store data is stale: last collected {_age_text(fig['age_hours'])} ago", **fig)
-    return _check(["MON-DAILY"], GREEN, f"collected {_age_text(fig['age_hours'])} ago", **fig)
+        return _check(["MON-DAILY"], RED, "never collected", last_collect=None, age_hours=None)
+    age = _hours(now - last)
+    fig = {"last_collect": iso(last), "age_hours": age}
+    if age > policy["collect_max_age_hours"]:
+        return _check(["MON-DAILY"], AMBER, f"store data is stale: last collected {_age_text(age)} ago", **fig)
+    return _check(["MON-DAILY"], GREEN, f"collected {_age_text(max(age, 0.0))} ago", **fig)
 
 
 # --- assembling -------------------------------------------------------------------------

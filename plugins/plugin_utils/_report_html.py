@@ -116,7 +116,7 @@ def _cell(check: dict[str, Any] | None, main: str, sub: str = "") -> str:
 
 
 def _sparkline(history: list[dict[str, Any]]) -> str:
-    values = [h.get("bytes_added") for h in history if isinstance(h.get("bytes_added"), int | float)]
+    values: list[float] = [float(h["bytes_added"]) for h in history if isinstance(h.get("bytes_added"), int | float)]
     if len(values) < 2:
         return '<span class="sub">–</span>'
     width, height = 120, 28

@@ -337,7 +337,8 @@ class Store:
             check = check_chain(fresh, None if cur.hash is None else cur.seq, cur.hash)
             good = fresh[: check["good"]]
             for event in good:
-                details = event.get("details") if isinstance(event.get("details"), dict) else {}
+                raw_details = event.get("details")
+                details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
                 conn.execute(
                     "INSERT INTO events (host, epoch, seq, ts, start_ts, end_ts, action, status, type, event_json,"
                     " hash, prev_hash, collected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
