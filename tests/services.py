@@ -313,7 +313,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory, tls: dict[str, str]) -> 
             }
         finally:
             stop(proc)
-            for port in ports:
+            for port in (*ports, *(p + 10000 for p in ports)):  # gRPC ports are HTTP + 10000
                 for sock in glob.glob(f"/tmp/seaweedfs-*-{port}.sock"):
                     with contextlib.suppress(OSError):
                         os.unlink(sock)
