@@ -250,10 +250,31 @@ def rule_full(last_full: dict[str, Any] | None, policy: dict[str, Any], now: dat
     return _check(["FREQ-FULL"], GREEN, f"last full {_age_text(age)} ago", **fig)
 
 
+def host_zone(event: dict[str, Any] | None, policy: dict[str, Any], default: tzinfo) -> tzinfo:
+    """The zone of a host's incremental window.
+
+    ``policy.timezone`` wins.  Otherwise, when the host's event carries a
+    local offset (``start`` like ``…T09:00:00+01:00``), that offset is the
+    host's local time; the agent writes UTC (``Z``), and then the
+    controller's zone (``default``) is used.
+    """
+    if policy.get("timezone") or not event:
+        return default
+    raw = event.get("start") or event.get("ts")
+    if not isinstance(raw, str) or raw.endswith("Z"):
+        return default
+    dt = parse_ts(raw)
+    if dt is None or dt.utcoffset() is None or dt.utcoffset() == timedelta(0):
+        return default
+    return dt.tzinfo or default
+
+
 def rule_incremental(last_incr: dict[str, Any] | None, policy: dict[str, Any], now: datetime, zone: tzinfo) -> dict[str, Any]:
     fig = _snapshot_figure(last_incr, now)
+    zone = host_zone(last_incr, policy, zone)
     due, before = incremental_slots(policy, now, zone)
     fig["expected_since"] = iso(due) if due else None
+    fig["window_timezone"] = str(zone)
     if due is None:
         return _check(["FREQ-INCR"], GREEN, "no incremental run is due under the policy's days", **fig)
     if not fig["present"]:

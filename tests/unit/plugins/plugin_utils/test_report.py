@@ -122,6 +122,19 @@ def test_incremental_status(last, now, status):
     assert check["controls"] == ["FREQ-INCR"]
 
 
+def test_incremental_window_in_the_hosts_offset():
+    """An event with a local offset puts the window in the host's time (no policy.timezone)."""
+    policy = merge_policy({})
+    event = backup(at(3, 7, 0, ) + timedelta(seconds=34), "incremental")  # 07:00 UTC = 08:00 at +01:00
+    event["start"] = "2026-12-03T08:00:30+01:00"
+    check = rule_incremental(event, policy, at(3, 7, 40), UTC)  # 08:40 local: the 08:00 run is due
+    assert check["status"] == "green" and check["window_timezone"] == "UTC+01:00"
+    assert check["expected_since"] == "2026-12-03T07:00:00.000000Z"
+    # the same in UTC would expect yesterday's 20:00 run and be satisfied trivially; with the
+    # policy zone set, the offset is ignored
+    assert rule_incremental(event, POLICY, at(3, 7, 40), UTC)["window_timezone"] == "UTC"
+
+
 def test_no_incremental_is_red():
     assert rule_incremental(None, POLICY, NOW, UTC)["status"] == "red"
 
