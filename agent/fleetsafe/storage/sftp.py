@@ -87,6 +87,24 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _check_known_hosts(path: str) -> None:
+    """Refuse ``@revoked`` / ``@cert-authority`` lines.
+
+    paramiko skips marker lines without a word, so a host key "revoked" in
+    the file would still be trusted by its plain line.  Plain host keys only.
+    """
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if line.lstrip().startswith("@"):
+                    raise ConfigError(
+                        f"known_hosts file {path}:{lineno}: markers such as @revoked and @cert-authority are "
+                        "not supported; list the pinned host keys only"
+                    )
+    except OSError as exc:
+        raise ConfigError(f"known_hosts file {path}: {exc.strerror}") from exc
+
+
 class SFTPBackend(Backend):
     """Objects under ``root`` on an SFTP server, host key pinned."""
 
@@ -118,6 +136,7 @@ class SFTPBackend(Backend):
             raise ConfigError(f"ssh key file {key_file}: cannot load private key ({exc})") from exc
         if not os.path.isfile(known_hosts):
             raise ConfigError(f"known_hosts file {known_hosts} does not exist (the host key must be pinned)")
+        _check_known_hosts(known_hosts)
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
 
@@ -147,8 +166,8 @@ class SFTPBackend(Backend):
                 channel_timeout=self.timeout,
             )
             transport = client.get_transport()
-            assert transport is not None  # connect() succeeded
-            transport.set_keepalive(30)  # keep NAT/firewall state alive between packs
+            if transport is not None:
+                transport.set_keepalive(30)  # keep NAT/firewall state alive between packs
             sftp = client.open_sftp()
             # Without a channel timeout a hung server blocks the agent forever.
             sftp.get_channel().settimeout(self.timeout)  # type: ignore[union-attr]

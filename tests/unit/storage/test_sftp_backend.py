@@ -188,3 +188,12 @@ def test_disk_full_is_storage_full_never_a_truncated_object(
     assert list(full_dir.rglob("*")) == [full_dir / "packs"]  # no object, no temp file
     backend.store("packs/small", b"fits")  # the connection is still usable
     assert backend.load("packs/small") == b"fits"
+
+
+def test_known_hosts_markers_are_refused(sftp_server: dict[str, Any], tmp_path: Path) -> None:
+    # paramiko would ignore "@revoked" and trust the plain line below it.
+    kh = tmp_path / "known_hosts"
+    pinned = Path(sftp_server["known_hosts"]).read_text()
+    kh.write_text("@revoked " + pinned + pinned)
+    with pytest.raises(ConfigError, match="@revoked"):
+        _backend(sftp_server, known_hosts=str(kh))
