@@ -41,6 +41,7 @@ from fleetsafe.errors import (
     EXIT_PARTIAL,
     FleetsafeError,
     KeyError_,
+    NoMatchingKeySlot,
     RepositoryNotFound,
     UsageError,
 )
@@ -636,7 +637,9 @@ def _audit_append(cfg: AgentConfig | None, audit: Audit) -> str | None:
 
 def _failure_status(exc: BaseException) -> str:
     # AC-LOG: a key that does not open the repository, or a key/file we may not read, is a denied attempt.
-    if isinstance(exc, (KeyError_, PermissionError)):
+    if isinstance(exc, (NoMatchingKeySlot, PermissionError)):
+        return "denied"
+    if isinstance(exc, KeyError_) and "Permission denied" in str(exc):
         return "denied"
     return "failure"
 

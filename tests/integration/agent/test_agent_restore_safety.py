@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from conftest import Agent
-
 from fleetsafe import keys
 from fleetsafe.repo import Repository
 from fleetsafe.storage.local import LocalBackend
