@@ -139,19 +139,25 @@ class S3Backend(Backend):
             import boto3
             from botocore.config import Config
 
-            config = Config(
-                region_name=self.region,
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                retries={"total_max_attempts": 1},  # RetryingBackend retries
-                # Checksums only when the API requires them: newer botocore
+            options: dict[str, Any] = {
+                "region_name": self.region,
+                "signature_version": "s3v4",
+                "s3": {"addressing_style": "path"},
+                "connect_timeout": self.connect_timeout,
+                "read_timeout": self.read_timeout,
+                "retries": {"total_max_attempts": 1},  # RetryingBackend retries
+                # Checksums only when the API requires them: botocore >= 1.36
                 # otherwise sends aws-chunked CRC trailers that several
                 # S3-compatible servers reject.  Content-MD5 covers PUTs.
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            )
+                "request_checksum_calculation": "when_required",
+                "response_checksum_validation": "when_required",
+            }
+            try:
+                config = Config(**options)
+            except TypeError:
+                # botocore < 1.36 knows neither option and sends no trailers.
+                del options["request_checksum_calculation"], options["response_checksum_validation"]
+                config = Config(**options)
             session = boto3.session.Session()
             self._client = session.client(
                 "s3",
