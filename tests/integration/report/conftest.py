@@ -6,6 +6,8 @@ import os
 import sys
 import tempfile
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
@@ -23,3 +25,9 @@ def _collection_root() -> str:
 
 
 COLLECTIONS_ROOT = _collection_root()
+
+
+@pytest.fixture(scope="session")
+def collections_root() -> str:
+    """The directory to put in ANSIBLE_COLLECTIONS_PATH."""
+    return COLLECTIONS_ROOT

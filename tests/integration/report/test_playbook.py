@@ -24,10 +24,10 @@ from ansible_collections.fleetsafe.backup.tests.unit.plugins.plugin_utils.audit_
     Chain,
     healthy_day,
 )
-from conftest import COLLECTIONS_ROOT, REPO
 
 pytestmark = pytest.mark.ansible
 
+REPO = Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
 CHROMIUM = "/usr/bin/chromium"
 
@@ -76,7 +76,7 @@ PLAYBOOK = """
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, collections_root):
     if not os.access(ANSIBLE_PLAYBOOK, os.X_OK):
         pytest.skip(f"{ANSIBLE_PLAYBOOK} missing (run make venv)")
     base = tmp_path_factory.mktemp("site")
@@ -112,14 +112,14 @@ def site(tmp_path_factory):
     )
     (base / "site.yml").write_text(PLAYBOOK)
     (base / "results").mkdir()
-    return {"base": base, "now": now, "inventory": inventory, "web1": web1, "web2": web2}
+    return {"base": base, "now": now, "inventory": inventory, "web1": web1, "web2": web2, "collections": collections_root}
 
 
 def run_playbook(site, *extra: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.update(
         {
-            "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS_ROOT,
+            "ANSIBLE_COLLECTIONS_PATH": site["collections"],
             "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_HOST_KEY_CHECKING": "false",
