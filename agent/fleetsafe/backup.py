@@ -296,7 +296,8 @@ def run_backup(repo: Repo, req: BackupRequest, *, progress: Progress | None = No
     t1 = time.time()
     end = iso_utc(t1)
     stats = {k: v for k, v in run.counts.items()}
-    manifest = {
+    parent_id: str | None = str(parent["id"]) if parent is not None and req.backup_type == INCREMENTAL else None
+    manifest: dict[str, Any] = {
         "tree": tree,
         "type": req.backup_type,
         "host": req.host,
@@ -305,7 +306,7 @@ def run_backup(repo: Repo, req: BackupRequest, *, progress: Progress | None = No
         "start": start,
         "end": end,
         "status": status,
-        "parent": parent["id"] if parent is not None and req.backup_type == INCREMENTAL else None,
+        "parent": parent_id,
         "stats": stats,
         "errors": run.errors[:MANIFEST_ERRORS_MAX],
         "agent_version": __version__,
@@ -315,7 +316,7 @@ def run_backup(repo: Repo, req: BackupRequest, *, progress: Progress | None = No
     result = BackupResult(
         snapshot_id=snapshot_id,
         type=req.backup_type,
-        parent=manifest["parent"],
+        parent=parent_id,
         start=start,
         end=end,
         duration_seconds=round(t1 - t0, 3),

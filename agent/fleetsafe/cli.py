@@ -119,7 +119,7 @@ class _Parser(argparse.ArgumentParser):
 def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
     # Accepted before and after the subcommand.  On subparsers the defaults are SUPPRESS so a
     # value given before the subcommand is not reset by the subparser.
-    d = {} if top else {"default": argparse.SUPPRESS}
+    d: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     p.add_argument("--config", metavar="PATH", help="agent configuration (default /etc/fleetsafe/agent.yml, env FLEETSAFE_CONFIG)", **d)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout", **d)
     p.add_argument("--target", metavar="NAME", help="act on this target instead of the primary one", **d)
@@ -210,10 +210,11 @@ def _open_repo(ctx: Ctx) -> tuple[Any, Any]:
 
     backend = open_target(ctx.target())
     try:
-        repo = open_repository(ctx.cfg, backend, recovery_key=getattr(ctx.args, "recovery_key", None))
+        repo, used = open_repository(ctx.cfg, backend, recovery_key=getattr(ctx.args, "recovery_key", None))
     except BaseException:
         backend.close()
         raise
+    ctx.audit_details["key"] = used
     return backend, repo
 
 
@@ -258,6 +259,7 @@ def cmd_init(ctx: Ctx) -> Outcome:
         backend = open_target(ctx.target())
         try:
             host_key = load_host_key(cfg)
+            ctx.audit_details["key"] = {"type": "host", "fingerprint": keys.host_fingerprint(host_key)}
             recovery = keys.load_recovery_public(cfg.recovery_public_key) if cfg.recovery_public_key else None
             added: list[str] = []
             try:
@@ -436,8 +438,8 @@ def cmd_restore(ctx: Ctx) -> Outcome:
                 while target_dir.exists():
                     target_dir = cfg.restore_dir / f"{manifest['id'][:12]}-{stamp}-{n}"
                     n += 1
-            ctx.audit_details = {"snapshot_id": manifest["id"], "target_dir": str(target_dir),
-                                 "include": list(args.include), "overwrite": bool(args.overwrite)}
+            ctx.audit_details.update({"snapshot_id": manifest["id"], "target_dir": str(target_dir),
+                                      "include": list(args.include), "overwrite": bool(args.overwrite)})
             result = restore_snapshot(repo, manifest["id"], target_dir, include=args.include, overwrite=args.overwrite,
                                       progress=ctx.progress.restore if ctx.progress.enabled else None)
     finally:
@@ -702,6 +704,9 @@ def main(argv: list[str] | None = None) -> int:
             outcome = _error_outcome(exc, 1, {"error": "os_error", "message": msg, "exit_code": 1}, None)
             outcome.audit = _failure_audit(args, ctx, exc)
         if outcome.audit is not None:
+            if ctx is not None and "key" in ctx.audit_details:
+                # AC-LOG "key use": which key slot opened the repository (fingerprint only).
+                outcome.audit.details.setdefault("key", ctx.audit_details["key"])
             cfg = None
             if ctx is not None:
                 try:

@@ -164,6 +164,7 @@ def plan_restore(entries: Iterable[dict[str, Any]], include: Sequence[str | byte
         if kind == "hardlink":
             target = entry.get("target")
             split_rel_path(target)
+            assert isinstance(target, bytes)  # split_rel_path refused anything else
             first = by_path.get(target)
             if first is None or first.get("type") in ("dir", "hardlink") or target not in written and target in chosen_paths:
                 raise refuse(path, "hard link target is not an earlier non-directory entry")

@@ -129,16 +129,22 @@ def read_passphrase() -> bytes:
     return data
 
 
-def open_repository(cfg: AgentConfig, backend: Backend, *, recovery_key: str | None = None) -> Any:
-    """Unlock the repository on ``backend`` with the host key (or the recovery private key)."""
+def open_repository(cfg: AgentConfig, backend: Backend, *, recovery_key: str | None = None) -> tuple[Any, dict[str, str]]:
+    """Unlock the repository on ``backend`` with the host key (or the recovery private key).
+
+    Returns the repository and which key opened it (``{"type", "fingerprint"}``, no
+    secret) for the audit event: using the recovery key is itself an event worth seeing.
+    """
     from fleetsafe import keys
     from fleetsafe.repo import Repository
 
     if recovery_key:
         private = keys.load_recovery_private(recovery_key, read_passphrase())
-        return Repository.open(backend, recovery_private=private, host=cfg.host)
+        used = {"type": "recovery", "fingerprint": keys.recovery_fingerprint(private)}
+        return Repository.open(backend, recovery_private=private, host=cfg.host), used
     host_key = load_host_key(cfg)
-    return Repository.open(backend, host_key=host_key, host=cfg.host)
+    used = {"type": "host", "fingerprint": keys.host_fingerprint(host_key)}
+    return Repository.open(backend, host_key=host_key, host=cfg.host), used
 
 
 def load_host_key(cfg: AgentConfig) -> bytes:

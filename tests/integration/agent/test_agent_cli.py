@@ -97,6 +97,7 @@ def test_audit_trail_and_tamper_detection(agent: Agent, monkeypatch: pytest.Monk
     assert [e["seq"] for e in events] == [1, 2, 3]
     assert events[0]["actor"] == {"user": events[0]["actor"]["user"], "uid": os.getuid(), "via": "timer", "awx_job_id": "77"}
     assert events[0]["data_sets"] == [str(agent.src)] and events[0]["details"]["type"] == "full"
+    assert events[0]["details"]["key"]["type"] == "host"
     assert stat.S_IMODE(agent.audit_log.stat().st_mode) == 0o640
 
     since = agent.run("audit", "--since", "1").doc
@@ -169,6 +170,8 @@ def test_dead_host_restore_with_recovery_key(tmp_path: Path) -> None:
     r = new.run("--recovery-key", str(org / "rec.pem"), "restore", sid, "--target-dir", str(out))
     assert r.doc["status"] == "success"
     assert tree_state(restored_root(out, host.src)) == expected
+    ev = new.events()[-1]
+    assert ev["action"] == "restore" and ev["details"]["key"] == {"type": "recovery", "fingerprint": rk["fingerprint"]}
     pw.write_text("wrong\n")
     new.run("--recovery-key", str(org / "rec.pem"), "snapshots", expect=6)
 

@@ -8,6 +8,7 @@ byte for byte.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -60,3 +61,24 @@ def test_kill_9_mid_backup(agent: Agent, tmp_path: Path) -> None:
     out2 = tmp_path / "r2"
     agent.run("restore", second["snapshot_id"], "--target-dir", str(out2))
     assert tree_state(restored_root(out2, agent.src)) == tree_state(agent.src)
+
+
+def test_sigterm_releases_locks_and_reports(agent: Agent) -> None:
+    """systemd stops a unit with SIGTERM: the run ends with an error document and frees its locks."""
+    for i in range(12):
+        (agent.src / f"f{i:02d}").write_bytes(os.urandom(FILE_SIZE))
+    packs_before = len(agent.packs())
+    proc = agent.popen("backup", "--type", "full")
+    deadline = time.monotonic() + 120
+    while len(agent.packs()) < packs_before + 1:
+        assert proc.poll() is None, f"backup ended before SIGTERM: {proc.communicate()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, _err = proc.communicate(timeout=60)
+    doc = json.loads(out)
+    assert proc.returncode == 1 and doc["error"] == "interrupted" and "SIGTERM" in doc["message"]
+    assert not list((agent.repo / "locks").iterdir())  # released on the way out, not left stale
+    ev = agent.events()[-1]
+    assert ev["action"] == "backup" and ev["status"] == "failure" and ev["details"]["error"] == "interrupted"
+    assert agent.run("backup").doc["status"] == "success"
