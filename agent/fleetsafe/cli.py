@@ -292,7 +292,7 @@ def cmd_backup(ctx: Ctx) -> Outcome:
     doc = _base(ctx, "backup")
     sources = _sources(ctx)
     req = BackupRequest(host=cfg.host, sources=sources, backup_type=ctx.args.backup_type,
-                        exclude=cfg.exclude, one_file_system=cfg.one_file_system)
+                        exclude=cfg.exclude + _own_excludes(cfg), one_file_system=cfg.one_file_system)
     with local_lock(cfg):
         backend, repo = _open_repo(ctx)
         try:
@@ -322,6 +322,22 @@ def cmd_backup(ctx: Ctx) -> Outcome:
         "duration_seconds": result.duration_seconds, "warnings": len(result.warnings)},
         errors=result.errors[:AUDIT_ERRORS_MAX])
     return Outcome(doc, code, audit, text=_text_backup)
+
+
+def _own_excludes(cfg: AgentConfig) -> tuple[str, ...]:
+    """The agent's own bulk data is never backed up: local repositories (a backup of ``/`` would
+    otherwise copy the repository into itself, growing every run) and restore staging dirs."""
+    import glob
+
+    paths = [str(cfg.restore_dir)]
+    for t in cfg.targets:
+        url = t.url
+        if url.startswith("file://"):
+            url = url[len("file://"):]
+        if url.startswith("/"):
+            paths.append("/" + "/".join(p for p in url.split("/") if p))
+    # glob.escape: a literal path, even if it contains *, ? or [ (fnmatch syntax)
+    return tuple(glob.escape(p) for p in paths)
 
 
 def _replicate_all(ctx: Ctx, src: Any, *, exclude: str) -> list[dict[str, Any]]:

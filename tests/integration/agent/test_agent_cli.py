@@ -187,3 +187,20 @@ def test_progress_never_on_stdout_and_not_without_tty(agent: Agent) -> None:
 def test_selftest_cli(agent: Agent) -> None:
     d = agent.run("selftest").doc
     assert d["status"] == "ok" and len(d["checks"]) == 3 and all(c["ok"] for c in d["checks"])
+
+
+def test_local_repository_and_restores_inside_sources_are_not_backed_up(tmp_path: Path) -> None:
+    base = tmp_path / "h"
+    agent = make_agent(base, sources=[str(base)], state_dir=str(base / "state"))
+    (base / "data").mkdir()
+    (base / "data" / "f").write_bytes(b"x")
+    agent.run("backup", "--type", "full")
+    agent.run("restore", "latest")  # lands in state/restore, inside the source
+    second = agent.run("backup", "--type", "full").doc
+    out = tmp_path / "out"
+    agent.run("restore", second["snapshot_id"], "--target-dir", str(out))
+    root = restored_root(out, base)
+    assert (root / "data" / "f").read_bytes() == b"x"
+    assert not (root / "repo").exists()  # the repository did not back itself up
+    assert not (root / "state" / "restore").exists()
+    assert (root / "agent.yml").exists()
