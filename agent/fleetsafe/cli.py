@@ -332,8 +332,7 @@ def _own_excludes(cfg: AgentConfig) -> tuple[str, ...]:
     paths = [str(cfg.restore_dir)]
     for t in cfg.targets:
         url = t.url
-        if url.startswith("file://"):
-            url = url[len("file://"):]
+        url = url.removeprefix("file://")
         if url.startswith("/"):
             paths.append("/" + "/".join(p for p in url.split("/") if p))
     # glob.escape: a literal path, even if it contains *, ? or [ (fnmatch syntax)
