@@ -169,6 +169,7 @@ def read_batch(
         "next_offset": offset,
         "log_first_seq": None,
         "log_last_seq": None,
+        "log_last_hash": None,
         "anchor_hash": None,
         "log_chain_ok": None,
         "log_chain_error": None,
@@ -224,6 +225,7 @@ def read_batch(
                 if result["log_first_seq"] is None:
                     result["log_first_seq"] = seq
                 result["log_last_seq"] = seq
+                result["log_last_hash"] = event["hash"]
                 if seq == since:
                     result["anchor_hash"] = event["hash"]
                 if chain_error is None:
@@ -268,22 +270,47 @@ def _scan_step(event: dict[str, Any], prev_seq: int | None, prev_hash: str | Non
     return None
 
 
-def audit_log_from_config(config_path: str, default: str = "/var/log/fleetsafe/audit.jsonl") -> str:
-    """The ``audit_log`` key of the agent's config, else ``default``.
+def config_value(config_path: str, key: str, default: str) -> str:
+    """A top-level scalar of the agent's config (``audit_log``, ``state_dir``), else ``default``.
 
-    Only the top-level scalar ``audit_log:`` is needed, so this reads it with a
-    line match instead of requiring PyYAML on every managed host.
+    Only top-level scalars are needed, so this reads them with a line match
+    instead of requiring PyYAML on every managed host.  An unreadable config
+    (0600 root, collected without become) gives the default, like a missing one.
     """
     try:
         with open(config_path, "r", encoding="utf-8") as handle:
             for line in handle:
-                if line.startswith("audit_log:"):
+                if line.startswith(key + ":"):
                     value = line.split(":", 1)[1].split(" #", 1)[0].strip().strip("'\"")
                     if value:
                         return value
-    except FileNotFoundError:
+    except (OSError, UnicodeDecodeError):
         pass
     return default
+
+
+def audit_log_from_config(config_path: str, default: str = "/var/log/fleetsafe/audit.jsonl") -> str:
+    return config_value(config_path, "audit_log", default)
+
+
+def read_head(config_path: str, log_path: str) -> dict[str, Any] | None:
+    """The agent's head file: the last ``seq``/``hash`` it appended (docs/cli.md).
+
+    It survives log rotation and reveals a cut-off tail.  The agent writes it
+    after the log line is fsynced, so reading it *before* the log means the
+    log always reaches at least this ``seq`` unless something removed lines.
+    """
+    state_dir = config_value(config_path, "state_dir", "/var/lib/fleetsafe")
+    for candidate in (os.path.join(state_dir, "audit.head"), log_path + ".head"):
+        try:
+            with open(candidate, "r", encoding="utf-8") as handle:
+                data = json.load(handle)
+            return {"seq": int(data["seq"]), "hash": str(data["hash"]), "path": candidate}
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return {"seq": None, "hash": None, "path": candidate, "error": str(exc)}
+    return None
 
 
 #: user-facing options of fleetsafe.backup.audit_collect (shared by the module

@@ -207,6 +207,7 @@ from ansible_collections.fleetsafe.backup.plugins.module_utils._audit_read impor
     AUDIT_COLLECT_USER_SPEC,
     audit_log_from_config,
     read_batch,
+    read_head,
 )
 
 
@@ -216,6 +217,8 @@ def main() -> None:
     params = module.params
     path = params["path"] or audit_log_from_config(params["config"])
     try:
+        # the head file first: see read_head for why the order matters
+        head = read_head(params["config"], path) if params["scan"] else None
         result = read_batch(
             path,
             since=params["since"],
@@ -228,7 +231,7 @@ def main() -> None:
         module.fail_json(msg=f"cannot read audit log {path}: {exc.strerror}; it is 0640 root:adm, use become", path=path)
     except OSError as exc:
         module.fail_json(msg=f"cannot read audit log {path}: {exc}", path=path)
-    module.exit_json(changed=False, **result)
+    module.exit_json(changed=False, head=head, **result)
 
 
 if __name__ == "__main__":

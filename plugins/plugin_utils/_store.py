@@ -188,14 +188,25 @@ def log_breaks(cursor: Cursor, info: dict[str, Any]) -> tuple[ChainBreak | None,
     an event edited *before* the cursor (already safely in the store) does
     not stop us from taking the new events that continue our own chain.
     """
+    head = info.get("head") if isinstance(info.get("head"), dict) and info["head"].get("seq") is not None else None
+    last = info.get("log_last_seq") if info.get("log_present") else None
+    if head and last is not None:
+        if head["seq"] > last:
+            return ChainBreak(last + 1, "tail of the host log cut off (the agent's head file records later events)", f"seq {head['seq']}", f"log ends at {last}"), True
+        if head["seq"] == last and head["hash"] != info.get("log_last_hash"):
+            return ChainBreak(last, "last event of the host log differs from the agent's head file (rewritten)", head["hash"], info.get("log_last_hash")), False
     if cursor.hash is None or cursor.seq == 0:
         return None, True
-    if not info.get("log_present"):
-        return ChainBreak(cursor.seq, "audit log is missing on the host, but the store already holds events", f">= {cursor.seq} events", "no file"), False
-    last = info.get("log_last_seq")
-    if last is None and info.get("log_chain_ok") is not False:
-        return ChainBreak(cursor.seq, "audit log on the host is empty, but the store already holds events", f">= {cursor.seq}", "empty"), False
-    if last is not None and last < cursor.seq:
+    if last is None:
+        # No events in the file: legitimate right after logrotate moved it away,
+        # provided the agent's head file says nothing was appended since our cursor.
+        if head and head["seq"] == cursor.seq and head["hash"] == cursor.hash:
+            return None, True
+        if head and head["seq"] > cursor.seq:
+            return ChainBreak(cursor.seq + 1, "events after the cursor were rotated away or deleted before collection", f"seq {cursor.seq + 1}..{head['seq']}", "none in the log"), False
+        what = "missing" if not info.get("log_present") else "empty"
+        return ChainBreak(cursor.seq, f"audit log is {what} on the host, but the store already holds events", f">= {cursor.seq} events", what), False
+    if last < cursor.seq:
         return ChainBreak(cursor.seq, "host log ends before the stored cursor (log reset or truncated)", f">= {cursor.seq}", last), False
     anchor = info.get("anchor_hash")
     if anchor is not None and anchor != cursor.hash:

@@ -40,6 +40,7 @@ PLAYBOOK = """
       fleetsafe.backup.audit_collect:
         store: state/fleetsafe.db
         path: "{{ audit_log }}"
+        config: "{{ agent_config }}"
         max_events: 7
       register: collected
 
@@ -95,13 +96,15 @@ def site(tmp_path_factory, collections_root):
     events[5]["details"]["bytes_added"] = 1  # edited after the fact (AUD-LOG tamper)
     (logs / "web2.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
 
+    # an agent config whose state_dir (head file) is ours, never the machine's /var/lib/fleetsafe
+    (base / "agent.yml").write_text(f"version: 1\nstate_dir: {base / 'agent-state'}\n")
     inventory = base / "inventory"
     inventory.mkdir()
     (inventory / "hosts.yml").write_text(
         json.dumps(
             {
                 "all": {
-                    "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+                    "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "agent_config": str(base / "agent.yml")},
                     "children": {
                         "fleet": {"hosts": {"web1": {"audit_log": str(logs / "web1.jsonl")}, "web2": {"audit_log": str(logs / "web2.jsonl")}}},
                         "offline": {"hosts": {"ghost": {}}},

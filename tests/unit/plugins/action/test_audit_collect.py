@@ -19,6 +19,7 @@ from ansible_collections.fleetsafe.backup.plugins.action.fleet_report import (
 )
 from ansible_collections.fleetsafe.backup.plugins.module_utils._audit_read import (
     read_batch,
+    read_head,
 )
 from ansible_collections.fleetsafe.backup.plugins.plugin_utils._store import (
     Store,
@@ -46,7 +47,9 @@ def make_action(cls: type, args: dict[str, Any], check_mode: bool = False) -> An
     def execute_module(module_name: str, module_args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         # What the module's main() does on the host, without a connection.
         action.calls.append(dict(module_args))
-        return {"changed": False, **read_batch(module_args["path"], module_args["since"], module_args["offset"], module_args["max_events"], module_args["max_bytes"], module_args["scan"])}
+        head = read_head(module_args["config"], module_args["path"]) if module_args["scan"] else None
+        batch = read_batch(module_args["path"], module_args["since"], module_args["offset"], module_args["max_events"], module_args["max_bytes"], module_args["scan"])
+        return {"changed": False, "head": head, **batch}
 
     action._execute_module = execute_module
     return action
@@ -62,12 +65,16 @@ def site(tmp_path):
     inv = tmp_path / "inventory"
     inv.mkdir()
     (inv / "hosts.yml").write_text("all: {}\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    (tmp_path / "agent.yml").write_text(f"version: 1\nstate_dir: {state}  # agent state\n")
     task_vars = {"inventory_hostname": "web1", "ansible_inventory_sources": [str(inv / "hosts.yml")], "playbook_dir": str(tmp_path / "pb"), "awx_job_id": 77}
-    return {"chain": chain, "log": log, "vars": task_vars, "db": inv / "state" / "fleetsafe.db", "tmp": tmp_path}
+    return {"chain": chain, "log": log, "vars": task_vars, "db": inv / "state" / "fleetsafe.db", "tmp": tmp_path, "head": state / "audit.head"}
 
 
 def collect(site: dict, check_mode: bool = False, **extra: Any) -> tuple[dict[str, Any], Any]:
-    action = make_action(CollectAction, {"store": "state/fleetsafe.db", "path": str(site["log"]), "max_events": 10, **extra}, check_mode)
+    args = {"store": "state/fleetsafe.db", "path": str(site["log"]), "config": str(site["tmp"] / "agent.yml"), "max_events": 10, **extra}
+    action = make_action(CollectAction, args, check_mode)
     return action.run(task_vars=site["vars"]), action
 
 
@@ -127,6 +134,46 @@ def test_torn_line_warned_once(site):
     assert any("torn writes" in w and "line 11" in w for w in result["warnings"])
     again, _ = collect(site)
     assert "warnings" not in again
+
+
+def write_head(site: dict, event: dict) -> None:
+    site["head"].write_text(json.dumps({"seq": event["seq"], "hash": event["hash"]}))
+
+
+def test_rotation_with_head_file_is_not_a_break(site):
+    write_head(site, site["chain"].events[-1])
+    assert collect(site)[0]["chain_ok"]
+    site["log"].write_text("")  # logrotate moved the log away; the agent has not appended yet
+    result, _ = collect(site)
+    assert result["chain_ok"] and result["events_added"] == 0
+    nxt = Chain("web1")
+    nxt.events = list(site["chain"].events)
+    new = nxt.add(at=T0 + timedelta(days=2), type="incremental")
+    site["log"].write_text(json.dumps(new) + "\n")  # the new file continues the chain
+    write_head(site, new)
+    result, _ = collect(site)
+    assert result["chain_ok"] and result["events_added"] == 1 and result["last_seq"] == 24
+
+
+def test_cut_off_tail_is_detected_with_the_head_file(site):
+    write_head(site, site["chain"].events[-1])
+    site["chain"].events = site["chain"].events[:20]  # the last 3 lines were removed before collection
+    site["chain"].write(str(site["log"]))
+    result, _ = collect(site)
+    assert not result["chain_ok"] and result["events_added"] == 20
+    assert result["chain_error"]["seq"] == 21 and "cut off" in result["chain_error"]["reason"]
+
+
+def test_rotated_away_before_collection(site):
+    collect(site)
+    later = Chain("web1")
+    later.events = list(site["chain"].events)
+    for i in range(3):
+        later.add(at=T0 + timedelta(days=2, hours=i), type="incremental")
+    write_head(site, later.events[-1])
+    site["log"].unlink()  # rotated (and compressed) before we saw seq 24..26
+    result, _ = collect(site)
+    assert not result["chain_ok"] and "rotated away" in result["chain_error"]["reason"]
 
 
 def test_missing_log_is_not_an_error(site):

@@ -195,6 +195,25 @@ def test_log_breaks_from_host_view():
     assert "missing" in brk.reason
 
 
+def test_log_breaks_with_the_agents_head_file():
+    cur = Cursor(0, 5, "a" * 64)
+    head = {"seq": 5, "hash": "a" * 64}
+    # rotated: the new file is empty or absent, the head file says nothing new happened
+    assert log_breaks(cur, {"log_present": True, "log_last_seq": None, "head": head}) == (None, True)
+    assert log_breaks(cur, {"log_present": False, "head": head}) == (None, True)
+    brk, go_on = log_breaks(cur, {"log_present": False, "head": {"seq": 8, "hash": "b" * 64}})
+    assert not go_on and "rotated away" in brk.reason and brk.seq == 6
+    brk, go_on = log_breaks(cur, {"log_present": True, "log_last_seq": 7, "log_last_hash": "c" * 64, "anchor_hash": "a" * 64, "head": {"seq": 9, "hash": "d" * 64}})
+    assert go_on and "cut off" in brk.reason and brk.seq == 8
+    brk, go_on = log_breaks(cur, {"log_present": True, "log_last_seq": 9, "log_last_hash": "c" * 64, "anchor_hash": "a" * 64, "head": {"seq": 9, "hash": "d" * 64}})
+    assert not go_on and "head file" in brk.reason
+    # even on a first collection a cut-off tail shows
+    brk, _ = log_breaks(Cursor(0, 0, GENESIS), {"log_present": True, "log_last_seq": 3, "log_last_hash": "c" * 64, "head": {"seq": 4, "hash": "d" * 64}})
+    assert brk is not None and brk.seq == 4
+    # an unreadable head file is ignored (it is a convenience of the agent, not the record)
+    assert log_breaks(cur, {"log_present": True, "log_last_seq": 9, "anchor_hash": "a" * 64, "head": {"seq": None, "error": "EACCES"}}) == (None, True)
+
+
 def test_read_batch_is_bounded_and_resumable(tmp_path):
     chain = chain_of(25)
     log = tmp_path / "audit.jsonl"
