@@ -22,6 +22,8 @@ description:
     reordered lines, or a log that was truncated, reset or rewritten behind the cursor) nothing after
     the break is stored, the host's chain is marked C(broken) with the sequence number and the
     expected and actual values, and the task warns (or fails, see O(on_chain_break)).
+  - The agent's head file (C(<state_dir>/audit.head), the last sequence number and hash it appended)
+    is read too, to tell a freshly rotated log from lost events and to detect a cut-off tail.
   - The host's log is read directly (the documented JSON-lines format), not through
     C(fleetsafe audit), because the agent's command has no batch limit; reading the file also
     works when the agent itself is broken.
