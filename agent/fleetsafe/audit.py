@@ -51,7 +51,7 @@ AWX_JOB_ENV = "FLEETSAFE_AWX_JOB_ID"
 TRIGGERS = ("timer", "ansible", "cli")
 
 #: statuses an event may carry (AUD-LOG: success / partial / failure; AC-LOG: denied)
-STATUSES = ("success", "partial", "failure", "denied", "ok", "damaged", "refused", "started")
+STATUSES = ("success", "partial", "failure", "denied", "damaged", "refused")
 
 
 class AuditError(FleetsafeError):

@@ -43,6 +43,7 @@ from fleetsafe.errors import (
     KeyError_,
     NoMatchingKeySlot,
     RepositoryNotFound,
+    RestoreRefused,
     UsageError,
 )
 from fleetsafe.progress import Progress
@@ -495,7 +496,7 @@ def cmd_verify(ctx: Ctx) -> Outcome:
     doc.update(result)
     damaged = result["status"] != "ok"
     code = EXIT_INTEGRITY if damaged else EXIT_OK
-    audit = Audit("verify", "failure" if damaged else "success", result["start"], result["end"], details={
+    audit = Audit("verify", "damaged" if damaged else "success", result["start"], result["end"], details={
         "result": result["status"], "read_data_percent": result["read_data_percent"], "repository": repo.id,
         "target": doc["target"], "packs_checked": result["packs_checked"], "blobs_checked": result["blobs_checked"],
         "problems": len(result["problems"])},
@@ -658,6 +659,8 @@ def _failure_status(exc: BaseException) -> str:
         return "denied"
     if isinstance(exc, KeyError_) and "Permission denied" in str(exc):
         return "denied"
+    if isinstance(exc, RestoreRefused):
+        return "refused"  # REST-SAFE did its job: a refusal, not a crash
     return "failure"
 
 
@@ -763,4 +766,4 @@ def _failure_audit(args: argparse.Namespace | None, ctx: Ctx | None, exc: BaseEx
         data_sets = []
     message = str(exc) or type(exc).__name__
     return Audit(action, _failure_status(exc), ctx.started, utc_now(), data_sets=data_sets, details=details,
-                 errors=[{"path": "", "error": message}])
+                 errors=[{"error": message}])

@@ -31,13 +31,14 @@ def test_flipped_byte_in_pack(agent: Agent, tmp_path: Path) -> None:
     r2 = agent.run("verify", expect=5)
     assert name in {p["object"] for p in r2.doc["problems"]}
     ev = agent.events()[-1]
-    assert ev["action"] == "verify" and ev["status"] == "failure" and ev["details"]["result"] == "damaged"
+    assert ev["action"] == "verify" and ev["status"] == "damaged" and ev["details"]["result"] == "damaged"
 
     # REST-SAFE: the restore checks what it will read first and refuses before writing anything.
     out = tmp_path / "out"
     r3 = agent.run("restore", sid, "--target-dir", str(out), expect=8)
     assert r3.doc["error"] == "restore_refused" and r3.doc["problems"]
     assert not out.exists() or not any(out.rglob("*"))
+    assert agent.events()[-1]["status"] == "refused"
     # A subset that does not need the damaged pack still restores.
     agent.run("restore", sid, "--target-dir", str(out), "--include", str(agent.src / "small"))
     assert (out / str(agent.src).lstrip("/") / "small").read_bytes() == b"hello"

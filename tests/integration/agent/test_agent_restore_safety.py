@@ -83,7 +83,7 @@ def _assert_refused_and_clean(agent: Agent, sid: str, outside: Path, target: Pat
     own = (str(agent.audit_log.parent), str(agent.state), str(agent.repo))
     assert {p for p in changed if not p.startswith(own)} == set()
     assert not any(p.startswith(str(agent.repo) + "/") and "/locks" not in p for p in changed)
-    assert agent.events()[-1]["action"] == "restore" and agent.events()[-1]["status"] == "failure"
+    assert agent.events()[-1]["action"] == "restore" and agent.events()[-1]["status"] == "refused"
     return r.doc
 
 
