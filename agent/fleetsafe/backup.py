@@ -290,6 +290,7 @@ def run_backup(repo: Repo, req: BackupRequest, *, progress: Progress | None = No
     run = _Run(repo, req, parent_files, progress)
     walker = Walker(WalkOptions(exclude=req.exclude, one_file_system=req.one_file_system), run.on_error)
     tree = repo.write_tree(run.entries(walker))
+    warnings.extend(walker.warnings)
     for mount in walker.skipped_mounts:
         warnings.append(f"{display_path(mount)}: other filesystem, not descended (one_file_system)")
     status = "partial" if run.errors else "success"

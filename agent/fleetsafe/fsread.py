@@ -159,6 +159,8 @@ class Walker:
         self._emitted_dirs: set[bytes] = set()
         self.excluded = 0
         self.skipped_mounts: list[bytes] = []
+        #: things worth telling the operator that are not errors (e.g. a source that is a symlink)
+        self.warnings: list[str] = []
 
     def excluded_path(self, abspath: bytes) -> bool:
         name = abspath.rsplit(b"/", 1)[-1]
@@ -217,6 +219,13 @@ class Walker:
             item = self._item(source, st)
             if item is None:
                 continue
+            if item.entry["type"] == SYMLINK:
+                # Never followed, even as a source: say so, or "/home -> /data/home" would
+                # quietly back up one link instead of everyone's files.
+                self.warnings.append(
+                    f"source {os.fsdecode(source)} is a symlink to {os.fsdecode(item.entry['target'])}; "
+                    "only the link is stored (list the target as a source)"
+                )
             yield item
             if item.entry["type"] == DIR:
                 self._emitted_dirs.add(source)

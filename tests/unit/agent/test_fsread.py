@@ -86,8 +86,10 @@ def test_vanishing_file_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_symlink_source_not_followed(tmp_path: Path) -> None:
     _tree(tmp_path)
     os.symlink(tmp_path / "d", tmp_path / "alias")
-    items = list(walk([str(tmp_path / "alias")], WalkOptions(), lambda p, e: None))
+    w = Walker(WalkOptions(), lambda p, e: None)
+    items = list(w.walk([str(tmp_path / "alias")]))
     assert items[-1].entry["type"] == "symlink"
+    assert w.warnings and "is a symlink" in w.warnings[0]
     assert not any(i.abspath.startswith(os.fsencode(tmp_path / "alias") + b"/") for i in items)
 
 
