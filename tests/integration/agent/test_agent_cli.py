@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import Agent, make_agent, restored_root, tree_state
+from cli_harness import Agent, make_agent, restored_root, tree_state
 
 
 def test_init_and_key_create_via_cli(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import Agent
+from cli_harness import Agent
 
 
 def _flip(path: Path, offset: int) -> None:

@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import Agent, restored_root, tree_state
+from cli_harness import Agent, restored_root, tree_state
 
 FILES = 32
 FILE_SIZE = 5 * 1024 * 1024

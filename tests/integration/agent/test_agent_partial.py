@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Agent, make_agent, restored_root
+from cli_harness import Agent, make_agent, restored_root
 
 NOBODY = 65534
 

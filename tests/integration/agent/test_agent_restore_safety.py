@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Agent
+from cli_harness import Agent
 from fleetsafe import keys
 from fleetsafe.repo import Repository
 from fleetsafe.storage.local import LocalBackend

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Agent, restored_root, tree_state
+from cli_harness import Agent, restored_root, tree_state
 
 MTIME = 1_500_000_000_987_654_321
 
