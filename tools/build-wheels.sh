@@ -2,7 +2,8 @@
 # Build the wheel set that the fleetsafe.backup.agent role installs on hosts:
 # the agent, every runtime dependency and pip itself (hosts have no internet and
 # may lack ensurepip, so the role runs pip from its wheel).  Writes SHA256SUMS,
-# which the role compares to decide whether to reinstall.
+# which the role compares to decide whether to reinstall, and
+# fleetsafe-wheels.tar (the wheels plus SHA256SUMS), which the role unpacks.
 #
 #   tools/build-wheels.sh [OUTDIR]        (default build/wheels)
 #
@@ -18,6 +19,10 @@ trap 'rm -rf "$tmp"' EXIT
 sed -n '/^# agent runtime deps/,$p' requirements-dev.txt | grep -v '^#' | grep -v '^$' >"$tmp/constraints.txt"
 "$pip" wheel --quiet --disable-pip-version-check -w "$tmp/wheels" -c "$tmp/constraints.txt" ./agent pip
 (cd "$tmp/wheels" && sha256sum -- *.whl >SHA256SUMS)
+# One archive of the whole set: the role transfers it in one step instead of
+# one module run per wheel.
+tar -C "$tmp/wheels" -cf "$tmp/fleetsafe-wheels.tar" -- SHA256SUMS $(cd "$tmp/wheels" && ls -- *.whl)
+mv "$tmp/fleetsafe-wheels.tar" "$tmp/wheels/fleetsafe-wheels.tar"
 rm -rf "$out"
 mkdir -p "$(dirname "$out")"
 mv "$tmp/wheels" "$out"

@@ -4,8 +4,8 @@
   build/collections (TESTBED §2: never a copy in ~/.ansible);
 * the wheel set is built once into build/wheels and rebuilt when the agent
   changed (the role installs the agent from it);
-* playbooks run with the json stdout callback so that tests read the recap
-  (``stats``) and task results instead of scraping text.
+* playbooks run with a small recording callback (callback_plugins/) so that
+  tests read the recap (``stats``) and task results instead of scraping text.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +81,13 @@ def make_recovery_key(directory: Path) -> Path:
 
 
 class PlaybookRun:
-    def __init__(self, proc: subprocess.CompletedProcess[str]):
+    def __init__(self, proc: subprocess.CompletedProcess[str], record: Path):
         self.rc = proc.returncode
         self.stdout = proc.stdout
         self.stderr = proc.stderr
         try:
-            self.doc: dict[str, Any] = json.loads(proc.stdout[proc.stdout.index("{"):])
-        except ValueError:
+            self.doc: dict[str, Any] = json.loads(record.read_text())
+        except (OSError, ValueError):
             self.doc = {}
 
     @property
@@ -100,34 +101,37 @@ class PlaybookRun:
         s = self.stats.get(host, {})
         return s.get("failures", 0) + s.get("unreachable", 0)
 
-    def tasks(self, host: str = "localhost") -> list[tuple[str, dict[str, Any]]]:
-        out = []
-        for play in self.doc.get("plays", []):
-            for task in play.get("tasks", []):
-                res = task.get("hosts", {}).get(host)
-                if res is not None:
-                    out.append((task["task"]["name"], res))
-        return out
+    def tasks(self, host: str = "localhost") -> list[dict[str, Any]]:
+        """Task results in order: task (name), status (ok/failed/skipped/unreachable), changed, msg."""
+        return [t for t in self.doc.get("tasks", []) if t["host"] == host]
+
+    def ran(self, host: str = "localhost") -> list[str]:
+        return [t["task"] for t in self.tasks(host) if t["status"] != "skipped"]
 
     def changed_tasks(self, host: str = "localhost") -> list[str]:
-        return [name for name, res in self.tasks(host) if res.get("changed")]
+        return [t["task"] for t in self.tasks(host) if t["changed"]]
 
     def failed_tasks(self, host: str = "localhost") -> list[tuple[str, str]]:
-        return [(name, res.get("msg", "")) for name, res in self.tasks(host) if res.get("failed")]
+        return [(t["task"], t["msg"]) for t in self.tasks(host) if t["status"] == "failed"]
 
     def explain(self) -> str:
         return (f"rc={self.rc} stats={self.stats}\nfailed={self.failed_tasks()}\n"
-                f"changed={self.changed_tasks()}\nstderr={self.stderr[-3000:]}")
+                f"changed={self.changed_tasks()}\nstdout={self.stdout[-4000:]}\nstderr={self.stderr[-2000:]}")
 
 
 def run_playbook(playbook: Path, inventory: Path, *args: str, extra_vars: dict[str, Any] | None = None,
                  timeout: int = 600) -> PlaybookRun:
     link_collection()
+    fd, record_name = tempfile.mkstemp(prefix="fleetsafe-record-", suffix=".json")
+    os.close(fd)
+    record = Path(record_name)
     env = dict(os.environ)
     env.update({
         "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).resolve().parent / "callback_plugins"),
+        "ANSIBLE_CALLBACKS_ENABLED": "fleetsafe_record",
+        "FLEETSAFE_RECORD_FILE": str(record),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
@@ -135,9 +139,12 @@ def run_playbook(playbook: Path, inventory: Path, *args: str, extra_vars: dict[s
     argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *args]
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
-    return PlaybookRun(proc)
+    try:
+        proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        return PlaybookRun(proc, record)
+    finally:
+        record.unlink(missing_ok=True)
 
 
 def write_inventory(path: Path, host_vars: dict[str, Any]) -> Path:
@@ -166,3 +173,8 @@ def sandbox_vars(root: Path, recovery_pub: Path, sources: list[str]) -> dict[str
         "fleetsafe_agent_logrotate_file": str(root / "logrotate.d" / "fleetsafe"),
         "fleetsafe_agent_systemd_unit_dir": str(root / "systemd"),
     }
+
+
+def slowest(run: PlaybookRun, n: int = 8) -> list[tuple[float, str]]:
+    """The n slowest task results (for diagnosing a slow suite)."""
+    return sorted(((t.get("seconds", 0.0), t["full_name"]) for t in run.tasks()), reverse=True)[:n]

@@ -81,6 +81,8 @@ def test_files_and_modes(converged):
     assert config["sources"] == [str(root / "data")]
     assert (root / "opt" / "venv" / ".fleetsafe-wheels.sha256sums").read_bytes() == \
         (harness.WHEELS / "SHA256SUMS").read_bytes()
+    assert sorted(p.name for p in (root / "opt" / "wheels").iterdir()) == \
+        sorted(p.name for p in harness.WHEELS.iterdir() if p.name != "fleetsafe-wheels.tar")
 
 
 def test_cron_schedule_without_systemd(converged):
@@ -134,5 +136,5 @@ def test_invalid_on_calendar_is_caught_by_systemd_analyze(converged):
                                extra_vars={"fleetsafe_agent_scheduler": "systemd",
                                            "fleetsafe_agent_full_on_calendar": "Sun *-*-* 25:00:00"})
     assert run.rc != 0
-    failed = [name for name, _msg in run.failed_tasks()]
-    assert failed == ["Check the OnCalendar expressions with systemd-analyze"], run.explain()
+    failed = {name for name, _msg in run.failed_tasks()}
+    assert failed == {"Check the OnCalendar expressions with systemd-analyze"}, run.explain()
