@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fleetsafe import __version__
+from fleetsafe.errors import FleetsafeError
 from fleetsafe.fsread import FILE, HARDLINK, Item, Walker, WalkOptions, open_for_read
 from fleetsafe.pathnames import display_path
 
@@ -129,23 +130,52 @@ def find_parent(repo: Repo, host: str, paths: list[str]) -> dict[str, Any] | Non
     return best
 
 
-@dataclass
-class _ParentFile:
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    ino: int
-    content: list[str]
+def _order_key(path: bytes) -> list[bytes]:
+    """The walk order (fsread): pre-order, siblings by name bytes = order of component lists."""
+    return path.split(b"/")
 
 
-def load_parent_files(repo: Repo, manifest: dict[str, Any]) -> dict[bytes, _ParentFile]:
-    """path -> metadata and content of the parent's regular files (the incremental lookup)."""
-    out: dict[bytes, _ParentFile] = {}
-    for e in repo.read_tree(list(manifest.get("tree") or [])):
-        if e.get("type") == FILE:
-            out[e["path"]] = _ParentFile(int(e.get("size", -1)), int(e.get("mtime_ns", -1)), int(e.get("ctime_ns", -1)),
-                                         int(e.get("ino", -1)), list(e.get("content") or []))
-    return out
+class ParentCursor:
+    """The parent snapshot's tree, streamed alongside the walk (merge join).
+
+    The parent was written by the same walker over the same source paths, so its
+    entries come in the same order as the walk: one forward pass finds every
+    match in O(1) memory, where a dict of a million-file tree would cost
+    hundreds of MiB.  Lookups must come in walk order.  A parent in another
+    order (another agent version) only costs re-reads, never correctness: a
+    miss means "read the file".
+    """
+
+    def __init__(self, entries: Iterator[dict[str, Any]] | None) -> None:
+        self._it = entries
+        self._cur: dict[str, Any] | None = None
+        self._key: list[bytes] = []
+        #: why the parent stopped being used (a damaged parent tree must not fail the backup)
+        self.error: str | None = None
+        self._advance()
+
+    def _advance(self) -> None:
+        try:
+            self._cur = next(self._it, None) if self._it is not None else None
+        except FleetsafeError as exc:
+            # Unreadable parent: read the remaining files instead of reusing. The new snapshot
+            # stays complete; verify will name the damaged tree.
+            self.error = f"parent snapshot tree unreadable, remaining files read in full: {exc}"
+            log.warning("%s", self.error)
+            self._it = None
+            self._cur = None
+        if self._cur is not None:
+            self._key = _order_key(self._cur["path"])
+
+    def lookup(self, path: bytes) -> dict[str, Any] | None:
+        """The parent's entry for ``path`` if it was a regular file, else None."""
+        key = _order_key(path)
+        while self._cur is not None and self._key < key:
+            self._advance()
+        cur = self._cur
+        if cur is not None and cur["path"] == path and cur.get("type") == FILE:
+            return cur
+        return None
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -154,11 +184,10 @@ Progress = Callable[[dict[str, Any]], None]
 class _Run:
     """One backup's state while the walk streams entries into ``repo.write_tree``."""
 
-    def __init__(self, repo: Repo, req: BackupRequest, parent_files: dict[bytes, _ParentFile],
-                 progress: Progress | None) -> None:
+    def __init__(self, repo: Repo, req: BackupRequest, parent: ParentCursor, progress: Progress | None) -> None:
         self.repo = repo
         self.req = req
-        self.parent_files = parent_files
+        self.parent = parent
         self.progress = progress
         self.errors: list[dict[str, str]] = []
         self.warnings: list[str] = []
@@ -215,16 +244,17 @@ class _Run:
 
     def _file(self, item: Item) -> bool:
         entry = item.entry
-        parent = self.parent_files.get(entry["path"])
+        parent = self.parent.lookup(entry["path"])
         if (
             parent is not None
-            and parent.size == entry["size"]
-            and parent.mtime_ns == entry["mtime_ns"]
-            and parent.ctime_ns == entry["ctime_ns"]
-            and parent.ino == entry["ino"]
-            and all(self.repo.has_blob(c) for c in parent.content)
+            and parent.get("size") == entry["size"]
+            and parent.get("mtime_ns") == entry["mtime_ns"]
+            and parent.get("ctime_ns") == entry["ctime_ns"]
+            and parent.get("ino") == entry["ino"]
+            and isinstance(parent.get("content"), list)
+            and all(self.repo.has_blob(c) for c in parent["content"])
         ):
-            entry["content"] = list(parent.content)
+            entry["content"] = list(parent["content"])
             self.counts["files_reused"] += 1
             self.counts["bytes_total"] += entry["size"]
             return True
@@ -279,18 +309,22 @@ def run_backup(repo: Repo, req: BackupRequest, *, progress: Progress | None = No
     warnings: list[str] = []
     if parent is None:
         parent = find_parent(repo, req.host, req.sources)
-    parent_files: dict[bytes, _ParentFile] = {}
+    parent_entries: Iterator[dict[str, Any]] | None = None
     if req.backup_type == INCREMENTAL:
         if parent is None:
             warnings.append("no parent snapshot of these paths: every file was read")
         else:
-            parent_files = load_parent_files(repo, parent)
+            # Streamed while the new tree is written; tree blobs of the parent are sealed and
+            # indexed, so reading them interleaved with new writes touches no shared state.
+            parent_entries = repo.read_tree(list(parent.get("tree") or []))
     written_before = dict(getattr(repo, "written", {}) or {})
 
-    run = _Run(repo, req, parent_files, progress)
+    run = _Run(repo, req, ParentCursor(parent_entries), progress)
     walker = Walker(WalkOptions(exclude=req.exclude, one_file_system=req.one_file_system), run.on_error)
     tree = repo.write_tree(run.entries(walker))
     warnings.extend(walker.warnings)
+    if run.parent.error:
+        warnings.append(run.parent.error)
     for mount in walker.skipped_mounts:
         warnings.append(f"{display_path(mount)}: other filesystem, not descended (one_file_system)")
     status = "partial" if run.errors else "success"

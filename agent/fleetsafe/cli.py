@@ -320,7 +320,7 @@ def cmd_backup(ctx: Ctx) -> Outcome:
         "snapshot_id": result.snapshot_id, "type": result.type, "parent": result.parent, "target": doc["target"],
         "repository": repo.id, "files": result.files, "bytes_read": result.bytes_read,
         "bytes_added": result.bytes_added, "bytes_stored": result.bytes_stored,
-        "duration_seconds": result.duration_seconds, "warnings": len(result.warnings)},
+        "duration_seconds": result.duration_seconds, "warnings": result.warnings[:AUDIT_ERRORS_MAX]},
         errors=result.errors[:AUDIT_ERRORS_MAX])
     return Outcome(doc, code, audit, text=_text_backup)
 

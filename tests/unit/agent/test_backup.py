@@ -127,3 +127,32 @@ def test_incremental_reuses_by_metadata_and_falls_back_to_full_without_parent(re
 def test_bad_type_rejected(repo: Repository, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="full or incremental"):
         run_backup(repo, BackupRequest(host="h", sources=[str(tmp_path)], backup_type="weekly"))
+
+
+def test_parent_cursor_merge_join_in_walk_order() -> None:
+    from fleetsafe.backup import ParentCursor
+
+    paths = [b"a", b"a/b", b"a/b/c", b"a/z", b"a-c", b"a.d", b"b"]  # walk order: component lists
+    entries = [{"path": p, "type": "file" if p != b"a" else "dir", "size": 1} for p in paths]
+    cur = ParentCursor(iter(entries))
+    assert cur.lookup(b"a") is None  # a directory, not a file
+    assert cur.lookup(b"a/b")["path"] == b"a/b"
+    assert cur.lookup(b"a/b/new") is None  # not in the parent
+    assert cur.lookup(b"a/z")["path"] == b"a/z"
+    assert cur.lookup(b"a-c")["path"] == b"a-c"
+    assert cur.lookup(b"b")["path"] == b"b"
+    assert cur.lookup(b"c") is None
+    assert ParentCursor(None).lookup(b"a") is None
+
+
+def test_damaged_parent_tree_falls_back_to_reading(tmp_path: Path) -> None:
+    from fleetsafe.backup import ParentCursor
+    from fleetsafe.errors import IntegrityError
+
+    def broken() -> Any:
+        yield {"path": b"a", "type": "file"}
+        raise IntegrityError("tree blob failed authentication")
+
+    cur = ParentCursor(broken())
+    assert cur.lookup(b"a") is not None
+    assert cur.lookup(b"b") is None and cur.error and "unreadable" in cur.error
