@@ -2,8 +2,8 @@
 
 Contract (docs/cli.md, ``fleetsafe restore``; policy REST-SAFE):
 
-1. **Plan** (``plan_restore``): every selected tree entry is validated before
-   anything is written.  Refused, for the whole restore (``RestoreRefused``,
+1. **Plan** (``plan_restore``): every tree entry is validated before
+   anything is written (streamed: only paths and types are kept in memory).  Refused, for the whole restore (``RestoreRefused``,
    exit 8): an empty, absolute or NUL-containing path, a ``.``/``..``/empty
    component, a path whose parent is a non-directory entry of the snapshot
    (a symlinked parent), a duplicate path, a hard link whose target is not an
@@ -37,7 +37,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,69 +94,99 @@ def normalise_include(path: str | bytes) -> bytes:
     return b
 
 
+EntrySource = Callable[[], Iterable[dict[str, Any]]]
+
+
 @dataclass
 class RestorePlan:
-    entries: list[dict[str, Any]]
+    """A validated selection, re-streamed from its source for every pass.
+
+    Only paths and types of the whole tree are held in memory while planning
+    (about 150 bytes per entry), never the entries themselves: a restore of a
+    million-file snapshot must not need gigabytes.  The source is an
+    immutable, authenticated snapshot tree, so every pass sees the same
+    entries.
+    """
+
+    source: EntrySource
+    include: list[bytes]
+    #: hard-link path -> copy of its first path's entry (first path outside --include)
+    promoted: dict[bytes, dict[str, Any]]
     #: unique content blob ids (hex) in first-use order
     blob_ids: list[str]
     total_bytes: int
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def entries(self) -> Iterator[dict[str, Any]]:
+        """The entries to write, in tree order."""
+        for entry in self.source():
+            path = entry["path"]
+            if not _selected(path, self.include):
+                continue
+            yield self.promoted.get(path, entry)
 
-def plan_restore(entries: Iterable[dict[str, Any]], include: Sequence[str | bytes] = ()) -> RestorePlan:
-    """Select (``include``) and validate entries; see the module docstring, step 1."""
-    all_entries = list(entries)
-    incl = [normalise_include(p) for p in include]
-    incl = [p for p in incl if p] if incl else []
+    @classmethod
+    def unchecked(cls, entries: list[dict[str, Any]]) -> RestorePlan:
+        """A plan that skips step 1 (tests of the writer's own defences only)."""
+        return cls(lambda: iter(entries), [], {}, [], 0)
 
-    def selected(path: bytes) -> bool:
-        if not incl:
+
+def _selected(path: bytes, include: list[bytes]) -> bool:
+    if not include:
+        return True
+    for p in include:
+        if path == p or path.startswith(p + b"/") or p.startswith(path + b"/"):
+            # the path itself, something below it, or an ancestor directory of it
             return True
-        for p in incl:
-            if path == p or path.startswith(p + b"/") or p.startswith(path + b"/"):
-                # the path itself, something below it, or an ancestor directory of it
-                return True
-        return False
+    return False
 
-    by_path: dict[bytes, dict[str, Any]] = {}
-    chosen: list[dict[str, Any]] = []
+
+def _source_of(entries: Iterable[dict[str, Any]] | EntrySource) -> EntrySource:
+    if callable(entries):
+        return entries
+    frozen = entries if isinstance(entries, (list, tuple)) else list(entries)
+    return lambda: iter(frozen)
+
+
+def plan_restore(entries: Iterable[dict[str, Any]] | EntrySource, include: Sequence[str | bytes] = ()) -> RestorePlan:
+    """Validate every entry and select (``include``); see the module docstring, step 1.
+
+    ``entries`` is a list of entries or a function returning a fresh iterator
+    over them (``lambda: repo.read_tree(ids)``): the tree is streamed once to
+    validate, once more only when hard links must be promoted to copies, and
+    again by each later step.
+    """
+    source = _source_of(entries)
+    incl = [p for p in (normalise_include(i) for i in include) if p]
+
+    types: dict[bytes, str] = {}  # every path seen so far -> its type
+    below: set[bytes] = set()  # every ancestor of a path seen so far
     matched: set[bytes] = set()
-    for entry in all_entries:
+    promote: dict[bytes, bytes] = {}  # hard-link path -> first path outside --include
+    blob_ids: list[str] = []
+    seen_blobs: set[str] = set()
+    total = 0
+    for entry in source():
         path = entry.get("path")
         split_rel_path(path)
         assert isinstance(path, bytes)  # split_rel_path refused anything else
         kind = entry.get("type")
         if kind not in KNOWN_TYPES:
             raise refuse(path, f"unknown entry type {kind!r}")
-        if path in by_path:
+        if path in types:
             raise refuse(path, "duplicate path in snapshot")
-        by_path[path] = entry
-        if not selected(path):
-            continue
-        for p in incl:
-            if path == p or path.startswith(p + b"/"):
-                matched.add(p)
-        chosen.append(entry)
-
-    for p in incl:
-        if p not in matched:
-            raise refuse(p, "--include matches nothing in the snapshot")
-
-    chosen_paths = {e["path"] for e in chosen}
-    out: list[dict[str, Any]] = []
-    written: set[bytes] = set()
-    warnings: list[str] = []
-    for entry in chosen:
-        path = entry["path"]
         parts = path.split(b"/")
-        # Every ancestor that the snapshot holds must be a directory: a symlinked parent
-        # (crafted "a" -> "/etc", then "a/passwd") is refused, never resolved.
+        # Every ancestor the snapshot holds must be a directory: a symlinked parent (crafted
+        # "a" -> "/etc", then "a/passwd") is refused, never resolved -- in either order.
         for i in range(1, len(parts)):
             anc = b"/".join(parts[:i])
-            parent = by_path.get(anc)
-            if parent is not None and parent.get("type") != "dir":
-                raise refuse(path, f"parent {display_path(anc)} is a {parent.get('type')}, not a directory")
-        kind = entry["type"]
+            anc_type = types.get(anc)
+            if anc_type is not None and anc_type != "dir":
+                raise refuse(path, f"parent {display_path(anc)} is a {anc_type}, not a directory")
+            below.add(anc)
+        if kind != "dir" and path in below:
+            raise refuse(path, f"a {kind} entry has entries below it")
         if kind == "symlink":
             target = entry.get("target")
             if not isinstance(target, bytes) or not target or b"\0" in target:
@@ -164,35 +194,51 @@ def plan_restore(entries: Iterable[dict[str, Any]], include: Sequence[str | byte
         if kind == "hardlink":
             target = entry.get("target")
             split_rel_path(target)
-            assert isinstance(target, bytes)  # split_rel_path refused anything else
-            first = by_path.get(target)
-            if first is None or first.get("type") in ("dir", "hardlink") or target not in written and target in chosen_paths:
+            assert isinstance(target, bytes)
+            if types.get(target) in (None, "dir", "hardlink"):
                 raise refuse(path, "hard link target is not an earlier non-directory entry")
-            if target not in chosen_paths:
-                # The first path is outside --include: restore this name as a copy of it.
-                promoted = dict(first)
-                promoted["path"] = path
-                entry = promoted
-                warnings.append(f"{display_path(path)}: hard link target outside --include, restored as a copy")
-        if entry["type"] == "file":
+        if kind == "file":
             content = entry.get("content")
             if not isinstance(content, list) or not all(isinstance(c, str) for c in content):
                 raise refuse(path, "file entry without a content list")
-        written.add(path)
-        out.append(entry)
-
-    blob_ids: list[str] = []
-    seen: set[str] = set()
-    total = 0
-    for entry in out:
-        if entry["type"] != "file":
+        types[path] = str(kind)
+        if not _selected(path, incl):
             continue
-        total += int(entry.get("size", 0))
-        for cid in entry["content"]:
-            if cid not in seen:
-                seen.add(cid)
-                blob_ids.append(cid)
-    return RestorePlan(out, blob_ids, total, warnings)
+        for p in incl:
+            if path == p or path.startswith(p + b"/"):
+                matched.add(p)
+        if kind == "hardlink" and not _selected(entry["target"], incl):
+            promote[path] = entry["target"]
+        if kind == "file":
+            total += int(entry.get("size", 0))
+            for cid in entry["content"]:
+                if cid not in seen_blobs:
+                    seen_blobs.add(cid)
+                    blob_ids.append(cid)
+    del types, below
+
+    for p in incl:
+        if p not in matched:
+            raise refuse(p, "--include matches nothing in the snapshot")
+
+    promoted: dict[bytes, dict[str, Any]] = {}
+    warnings: list[str] = []
+    if promote:
+        # The first path of a hard link is outside --include: restore the link as a copy of it.
+        wanted = set(promote.values())
+        originals = {e["path"]: e for e in source() if e["path"] in wanted}
+        for path, target in promote.items():
+            copy = dict(originals[target])
+            copy["path"] = path
+            promoted[path] = copy
+            warnings.append(f"{display_path(path)}: hard link target outside --include, restored as a copy")
+            if copy["type"] == "file":
+                total += int(copy.get("size", 0))
+                for cid in copy["content"]:
+                    if cid not in seen_blobs:
+                        seen_blobs.add(cid)
+                        blob_ids.append(cid)
+    return RestorePlan(source, incl, promoted, blob_ids, total, warnings)
 
 
 class BlobCache:
@@ -582,14 +628,14 @@ def restore_snapshot(
     from fleetsafe.errors import IntegrityError
 
     manifest = repo.load_snapshot(snapshot)
+    tree_ids = list(manifest.get("tree") or [])
     try:
-        entries = list(repo.read_tree(list(manifest.get("tree") or [])))
+        plan = plan_restore(lambda: repo.read_tree(tree_ids), include)
     except IntegrityError as exc:
         # A tree that fails to decrypt or parse (including paths the format refuses) is an
         # integrity failure of the restore source: refuse, nothing has been written.
         raise RestoreBlocked(f"snapshot {manifest['id'][:12]} tree failed its integrity check: {exc}",
                              [{"object": "tree", "problem": str(exc)}]) from exc
-    plan = plan_restore(entries, include)
     cache = BlobCache(lambda cid: repo.load_blob(cid))
     problems = check_integrity(plan, repo.has_blob, cache)
     if problems:

@@ -12,6 +12,7 @@ import pytest
 from fleetsafe.errors import EXIT_REFUSED, RestoreRefused
 from fleetsafe.restore import (
     BlobCache,
+    RestorePlan,
     RestoreWriter,
     check_integrity,
     plan_restore,
@@ -125,8 +126,7 @@ def test_symlink_created_earlier_is_never_followed(tmp_path: Path) -> None:
     outside.mkdir()
     blobs = Blobs()
     entries = [link(b"a", os.fsencode(outside)), f(blobs, b"a/pwned", b"evil"), f(blobs, b"ok", b"ok")]
-    plan = plan_restore(entries[:1] + entries[2:])
-    plan.entries.insert(1, entries[1])
+    plan = RestorePlan.unchecked(entries)
     w = RestoreWriter(tmp_path / "t")
     stats = w.write(plan, blobs.load)
     assert list(outside.iterdir()) == []
@@ -247,3 +247,28 @@ def test_owners_restored_as_root(tmp_path: Path) -> None:
     assert (st.st_uid, st.st_gid) == (1234, 2345)
     assert stat.S_IMODE(st.st_mode) == 0o4755  # mode after chown: set-uid survives
     assert os.lstat(tmp_path / "t/l").st_uid == 1234
+
+
+def test_symlink_listed_after_its_children_refused() -> None:
+    # A crafted tree may list "a/x" before "a" -> /etc; order must not matter.
+    blobs = Blobs()
+    with pytest.raises(RestoreRefused, match="has entries below it"):
+        plan_restore([f(blobs, b"a/x", b"evil"), link(b"a", b"/etc")])
+
+
+def test_plan_streams_its_source_again_for_each_pass(tmp_path: Path) -> None:
+    blobs = Blobs()
+    entries = snapshot(blobs)
+    calls = []
+
+    def source() -> Any:
+        calls.append(1)
+        return iter(entries)
+
+    plan = plan_restore(source)
+    assert len(calls) == 1  # validation only; nothing kept but paths and types
+    w = RestoreWriter(tmp_path / "t")
+    assert w.preflight(plan) == []
+    w.write(plan, blobs.load)
+    assert len(calls) == 3
+    os.chmod(tmp_path / "t/etc/ro", 0o755)
