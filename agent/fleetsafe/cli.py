@@ -721,6 +721,12 @@ def main(argv: list[str] | None = None) -> int:
             msg = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
             outcome = _error_outcome(exc, 1, {"error": "os_error", "message": msg, "exit_code": 1}, None)
             outcome.audit = _failure_audit(args, ctx, exc)
+        except Exception as exc:  # a bug: the traceback goes to stderr, and the caller
+            # (an Ansible module) still gets its one JSON document and the audit log its event.
+            log.critical("internal error, please report it", exc_info=exc)
+            outcome = _error_outcome(exc, 1, {"error": "internal", "message": f"internal error: {type(exc).__name__}: {exc}",
+                                              "exit_code": 1}, None)
+            outcome.audit = _failure_audit(args, ctx, exc)
         if outcome.audit is not None:
             if ctx is not None and "key" in ctx.audit_details:
                 # AC-LOG "key use": which key slot opened the repository (fingerprint only).

@@ -76,3 +76,15 @@ def test_journal_priority_prefix(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     cli._setup_logging(0)
     cli.log.warning("disk almost full")
     assert capsys.readouterr().err.startswith("<4>fleetsafe: WARNING: disk almost full")
+
+
+def test_internal_error_still_one_json_document(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(ctx: cli.Ctx) -> cli.Outcome:
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(cli, "cmd_selftest", boom)
+    rc = cli.main(["--json", "selftest"])
+    cap = capsys.readouterr()
+    doc = json.loads(cap.out)
+    assert rc == 1 and doc["error"] == "internal" and "ZeroDivisionError" in doc["message"]
+    assert "Traceback" in cap.err
