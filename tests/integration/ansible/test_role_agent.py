@@ -86,18 +86,20 @@ def test_files_and_modes(converged):
 
 
 def test_cron_schedule_without_systemd(converged):
-    """AUTO on a host without systemd: FREQ-FULL weekly, FREQ-INCR hourly 08-20."""
+    """AUTO on a host without systemd: FREQ-FULL weekly, FREQ-INCR hourly 08-20, a daily verify."""
     root = converged["root"]
     cron = (root / "cron.d" / "fleetsafe").read_text()
     assert _mode(root / "cron.d" / "fleetsafe") == 0o644
     assert "FLEETSAFE_TRIGGER=timer" in cron
     lines = [line for line in cron.splitlines() if line and not line.startswith("#") and "=" not in line.split()[0]]
-    assert len(lines) == 2
-    full, incr = (line.split() for line in lines)
+    assert len(lines) == 3
+    full, incr, verify = (line.split() for line in lines)
     assert full[1:5] == ["2", "*", "*", "0"] and incr[1:5] == ["8-20", "*", "*", "*"]
     assert full[0] == incr[0] and 0 <= int(full[0]) <= 59  # stable per-host minute
     assert full[5] == "root" and "backup --type full" in " ".join(full)
     assert "backup --type incremental" in " ".join(incr)
+    # VER-CHECKSUM / ENC-TEST: a daily check (read-data share from agent.yml)
+    assert verify[1:5] == ["6", "*", "*", "*"] and verify[verify.index("--config") + 2] == "verify"
     assert (root / "logrotate.d" / "fleetsafe").exists()
 
 
