@@ -116,6 +116,8 @@ class RestorePlan:
     blob_ids: list[str]
     total_bytes: int
     warnings: list[str] = field(default_factory=list)
+    #: first paths that selected hard links point at (the writer remembers only these)
+    link_targets: set[bytes] = field(default_factory=set)
 
     @property
     def entries(self) -> Iterator[dict[str, Any]]:
@@ -129,7 +131,8 @@ class RestorePlan:
     @classmethod
     def unchecked(cls, entries: list[dict[str, Any]]) -> RestorePlan:
         """A plan that skips step 1 (tests of the writer's own defences only)."""
-        return cls(lambda: iter(entries), [], {}, [], 0)
+        targets = {e["target"] for e in entries if e.get("type") == "hardlink" and isinstance(e.get("target"), bytes)}
+        return cls(lambda: iter(entries), [], {}, [], 0, link_targets=targets)
 
 
 def _selected(path: bytes, include: list[bytes]) -> bool:
@@ -164,6 +167,7 @@ def plan_restore(entries: Iterable[dict[str, Any]] | EntrySource, include: Seque
     below: set[bytes] = set()  # every ancestor of a path seen so far
     matched: set[bytes] = set()
     promote: dict[bytes, bytes] = {}  # hard-link path -> first path outside --include
+    link_targets: set[bytes] = set()
     blob_ids: list[str] = []
     seen_blobs: set[str] = set()
     total = 0
@@ -207,8 +211,11 @@ def plan_restore(entries: Iterable[dict[str, Any]] | EntrySource, include: Seque
         for p in incl:
             if path == p or path.startswith(p + b"/"):
                 matched.add(p)
-        if kind == "hardlink" and not _selected(entry["target"], incl):
-            promote[path] = entry["target"]
+        if kind == "hardlink":
+            if _selected(entry["target"], incl):
+                link_targets.add(entry["target"])
+            else:
+                promote[path] = entry["target"]
         if kind == "file":
             total += int(entry.get("size", 0))
             for cid in entry["content"]:
@@ -238,7 +245,7 @@ def plan_restore(entries: Iterable[dict[str, Any]] | EntrySource, include: Seque
                     if cid not in seen_blobs:
                         seen_blobs.add(cid)
                         blob_ids.append(cid)
-    return RestorePlan(source, incl, promoted, blob_ids, total, warnings)
+    return RestorePlan(source, incl, promoted, blob_ids, total, warnings, link_targets)
 
 
 class BlobCache:
@@ -433,7 +440,8 @@ class RestoreWriter:
                 try:
                     pfd = dirs.open(parent, create=True, created=self._created_dirs)
                     self._write_entry(pfd, dirs, name, entry, load_blob)
-                    self._restored.add(path)
+                    if path in plan.link_targets:
+                        self._restored.add(path)
                 except (OSError, FleetsafeError) as exc:
                     self._error(path, exc)
                 if entry["type"] == "file":
