@@ -269,7 +269,7 @@ def parse_time(text):
         value = value[:-1] + "+00:00"
     if "." in value:
         # fromisoformat before Python 3.11 takes only 3 or 6 fraction digits.
-        head, _, rest = value.partition(".")
+        head, _dot, rest = value.partition(".")
         digits = "".join(c for c in rest if c.isdigit())
         tz = rest[len(digits):]
         value = "%s.%s%s" % (head, (digits + "000000")[:6], tz)

@@ -24,9 +24,10 @@ description:
   - When another run holds the repository lock (agent exit 4) the task fails,
     unless O(fail_on_locked=false).
 author:
-  - fleetsafe engineers
+  - fleetsafe engineers (@fleetsafe)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
   - fleetsafe.backup.agent
 attributes:
   check_mode:
@@ -36,6 +37,10 @@ attributes:
     support: none
   platform:
     platforms: posix
+  action_group:
+    support: full
+    membership:
+      - fleetsafe.backup.fleetsafe
 options:
   type:
     description:

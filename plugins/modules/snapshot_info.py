@@ -18,10 +18,10 @@ description:
     (evidence for FREQ-FULL, FREQ-INCR and LOC-ONSITE).
   - Read-only; it never changes the host or the repository.
 author:
-  - fleetsafe engineers
+  - fleetsafe engineers (@fleetsafe)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
+  - ansible.builtin.action_common_attributes.actiongroups
   - fleetsafe.backup.agent
 attributes:
   check_mode:
@@ -32,6 +32,10 @@ attributes:
     details: The module changes nothing.
   platform:
     platforms: posix
+  action_group:
+    support: full
+    membership:
+      - fleetsafe.backup.fleetsafe
 options:
   last:
     description:

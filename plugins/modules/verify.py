@@ -21,9 +21,10 @@ description:
     that share of the blobs (AES-256-GCM), which proves the encryption works (ENC-TEST).
   - The task fails when the repository is damaged, listing the problems.
 author:
-  - fleetsafe engineers
+  - fleetsafe engineers (@fleetsafe)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
   - fleetsafe.backup.agent
 attributes:
   check_mode:
@@ -34,6 +35,10 @@ attributes:
     details: The module changes nothing.
   platform:
     platforms: posix
+  action_group:
+    support: full
+    membership:
+      - fleetsafe.backup.fleetsafe
 options:
   read_data_percent:
     description:
