@@ -104,3 +104,25 @@ def test_second_run_takes_only_an_incremental_and_restore_matches(demo):
         restored = target / rel
         assert restored.is_file(), f"{restored} missing after restore"
         assert sha256(restored) == sha256(original), original
+
+
+def test_dead_host_is_restorable_with_the_recovery_key_alone(demo, tmp_path):
+    """ENC-REST / DR-DRILL: new hardware, no host key, only the organisation's
+    recovery private key (and its passphrase) and the onsite repository."""
+    root, data = demo["root"], demo["data"]
+    config = tmp_path / "agent.yml"
+    config.write_text(json.dumps({
+        "version": 1, "host": "replacement", "key_file": str(tmp_path / "no-such.key"),
+        "state_dir": str(tmp_path / "state"), "audit_log": str(tmp_path / "audit.jsonl"),
+        "sources": ["/etc"], "targets": [{"name": "onsite", "url": str(root / "repo")}],
+    }))
+    wanted = data / "licenses" / "Apache-2.0"
+    out = subprocess.run(
+        [str(root / "bin" / "fleetsafe"), "--json", "--config", str(config),
+         "--recovery-key", str(root / "recovery" / "recovery.key"),
+         "restore", "latest", "--include", str(wanted), "--target-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "FLEETSAFE_PASSPHRASE_FILE": str(root / "recovery" / "passphrase")})
+    assert out.returncode == 0, out.stdout + out.stderr
+    restored = tmp_path / "out" / wanted.relative_to("/")
+    assert sha256(restored) == sha256(wanted)
