@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-dir", metavar="DIR", help="restore below DIR (default: a fresh dir under <state_dir>/restore)")
     p.add_argument("--include", action="append", metavar="PATH", default=[], help="restore only PATH (and what is below it)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files (never writes through symlinks)")
+    p.add_argument("--sample", type=_positive_int, metavar="N",
+                   help="VER-SAMPLE: restore N random files, hash them and compare with the live files")
     p = add("verify", cmd_verify, "check the repository (VER-CHECKSUM, ENC-TEST)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--read-data", action="store_true", help="decrypt and authenticate every blob")
@@ -184,6 +186,13 @@ def _percent(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number 0..100, got {text!r}") from None
     if not 0 < v <= 100:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 100], got {text}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    v = _nonneg_int(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("expected a positive integer")
     return v
 
 
@@ -430,12 +439,16 @@ def _latest_snapshot_id(repo: Any, host: str) -> str:
 
 
 def cmd_restore(ctx: Ctx) -> Outcome:
-    from fleetsafe.restore import restore_snapshot
+    import shutil
+
+    from fleetsafe.restore import choose_sample, compare_samples, restore_snapshot
     from fleetsafe.runtime import ensure_state_dir
 
     cfg = ctx.cfg
     args = ctx.args
     doc = _base(ctx, "restore")
+    samples: list[dict[str, Any]] | None = None
+    include: list[Any] = list(args.include)
     backend, repo = _open_repo(ctx)
     try:
         with repo.lock(exclusive=False):
@@ -454,24 +467,56 @@ def cmd_restore(ctx: Ctx) -> Outcome:
                 while target_dir.exists():
                     target_dir = cfg.restore_dir / f"{manifest['id'][:12]}-{stamp}-{n}"
                     n += 1
+            if args.sample:
+                picked = choose_sample(repo.read_tree(list(manifest.get("tree") or [])), args.sample, include)
+                if not picked:
+                    raise UsageError("--sample: the snapshot holds no regular file to sample")
+                include = [e["path"] for e in picked]
             ctx.audit_details.update({"snapshot_id": manifest["id"], "target_dir": str(target_dir),
-                                      "include": list(args.include), "overwrite": bool(args.overwrite)})
-            result = restore_snapshot(repo, manifest["id"], target_dir, include=args.include, overwrite=args.overwrite,
+                                      "include": [_show(p) for p in include], "overwrite": bool(args.overwrite)})
+            result = restore_snapshot(repo, manifest["id"], target_dir, include=include, overwrite=args.overwrite,
                                       progress=ctx.progress.restore if ctx.progress.enabled else None)
+            if args.sample:
+                samples = compare_samples(target_dir, picked)
+                if not args.target_dir:
+                    # The evidence is the document and the audit event; the staging copy of a
+                    # routine sample would only pile up under the state dir.
+                    shutil.rmtree(target_dir, ignore_errors=True)
+                    result["target_dir_removed"] = True
     finally:
         ctx.progress.done()
         backend.close()
     doc["repository"] = repo.id
     doc.update(result)
     code = EXIT_PARTIAL if result["status"] == "partial" else EXIT_OK
-    audit = Audit("restore", result["status"], ctx.started, utc_now(), data_sets=list(result["data_sets"]), details={
+    status = result["status"]
+    details: dict[str, Any] = {
         "snapshot_id": result["snapshot"], "target_dir": result["target_dir"], "files": result["files"],
-        "bytes": result["bytes"], "overwrite": bool(args.overwrite), "include": list(args.include),
-        "repository": repo.id, "target": doc["target"]},
-        errors=result["errors"][:AUDIT_ERRORS_MAX])
+        "bytes": result["bytes"], "overwrite": bool(args.overwrite), "include": [_show(p) for p in include][:AUDIT_ERRORS_MAX],
+        "repository": repo.id, "target": doc["target"]}
+    errors = list(result["errors"][:AUDIT_ERRORS_MAX])
+    if samples is not None:
+        differs = [s for s in samples if s.get("live") in ("differs", "not_restored")]
+        doc.update(samples=samples, sample_ok=not differs)
+        details["sample"] = {k: sum(1 for s in samples if s.get("live") == k)
+                             for k in ("match", "differs", "changed", "missing", "unreadable", "not_restored")}
+        errors += [{"path": s["path"], "error": f"sample {s['live']}: restored copy does not match the unchanged live file"
+                    if s["live"] == "differs" else f"sample {s['live']}"} for s in differs]
+        if differs:
+            # VER-SAMPLE found damage: the restored copy of an unchanged file differs.
+            code, status = EXIT_INTEGRITY, "damaged"
+            doc["status"] = status
+    audit = Audit("restore", status, ctx.started, utc_now(), data_sets=list(result["data_sets"]), details=details,
+                  errors=errors)
     return Outcome(doc, code, audit, text=lambda d: (
         f"restored snapshot {d['snapshot'][:12]} into {d['target_dir']}: {d['files']} files, {d['dirs']} dirs, "
         f"{d['bytes']} bytes ({d['status']})" + "".join(f"\n  error: {e['path']}: {e['error']}" for e in d["errors"])))
+
+
+def _show(p: str | bytes) -> str:
+    from fleetsafe.pathnames import display_path
+
+    return display_path(p if isinstance(p, bytes) and p.startswith(b"/") else b"/" + os.fsencode(p).lstrip(b"/"))
 
 
 def cmd_verify(ctx: Ctx) -> Outcome:

@@ -204,3 +204,25 @@ def test_local_repository_and_restores_inside_sources_are_not_backed_up(tmp_path
     assert not (root / "repo").exists()  # the repository did not back itself up
     assert not (root / "state" / "restore").exists()
     assert (root / "agent.yml").exists()
+
+
+def test_sample_restore_compares_with_live_files(agent: Agent) -> None:
+    """VER-SAMPLE: N random files restored, hashed and compared with the unchanged live files."""
+    for i in range(20):
+        (agent.src / f"f{i:02d}").write_bytes(os.urandom(1000 + i))
+    agent.run("backup", "--type", "full")
+    r = agent.run("restore", "latest", "--sample", "5").doc
+    assert r["status"] == "success" and r["sample_ok"] is True and r["files"] == 5
+    assert [s["live"] for s in r["samples"]] == ["match"] * 5
+    assert r["target_dir_removed"] is True and not Path(r["target_dir"]).exists()
+    ev = agent.events()[-1]
+    assert ev["action"] == "restore" and ev["details"]["sample"]["match"] == 5
+
+    # Damage the data behind every sample: the repository copy no longer matches the live files.
+    for p in agent.src.iterdir():
+        st = p.stat()
+        with open(p, "r+b") as fh:  # same size, mtime reset -- but ctime moves: "changed", not "differs"
+            fh.write(b"X")
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r2 = agent.run("restore", "latest", "--sample", "3").doc
+    assert [s["live"] for s in r2["samples"]] == ["changed"] * 3 and r2["sample_ok"] is True

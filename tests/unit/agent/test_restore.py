@@ -272,3 +272,31 @@ def test_plan_streams_its_source_again_for_each_pass(tmp_path: Path) -> None:
     w.write(plan, blobs.load)
     assert len(calls) == 3
     os.chmod(tmp_path / "t/etc/ro", 0o755)
+
+
+def test_compare_samples_outcomes(tmp_path: Path) -> None:
+    import random
+
+    from fleetsafe.restore import choose_sample, compare_samples
+
+    live = tmp_path / "live"
+    live.mkdir()
+    for n in ("same", "rotten", "edited", "gone"):
+        (live / n).write_bytes(b"original")
+    meta = {n: os.lstat(live / n) for n in ("same", "rotten", "edited", "gone")}
+    restored = tmp_path / "restored"
+    rel = os.fsencode(live).lstrip(b"/")
+    (restored / os.fsdecode(rel)).mkdir(parents=True)
+    for n in ("same", "rotten", "edited", "gone"):
+        (restored / os.fsdecode(rel) / n).write_bytes(b"original" if n != "rotten" else b"ORIGINAL")
+    (live / "edited").write_bytes(b"new text")
+    (live / "gone").unlink()
+    entries = [{"path": rel + b"/" + n.encode(), "type": "file", "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                "ctime_ns": st.st_ctime_ns, "ino": st.st_ino} for n, st in meta.items()]
+    got = {s["path"].rsplit("/", 1)[-1]: s["live"] for s in compare_samples(restored, entries)}
+    assert got == {"same": "match", "rotten": "differs", "edited": "changed", "gone": "missing"}
+    # reservoir sampling picks only regular files, k of them, within --include
+    pool = entries + [{"path": b"d", "type": "dir"}]
+    picked = choose_sample(pool, 2, rng=random.Random(1))
+    assert len(picked) == 2 and all(p["type"] == "file" for p in picked)
+    assert choose_sample(pool, 9, include=["/nope"]) == []
