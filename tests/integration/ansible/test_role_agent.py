@@ -140,3 +140,15 @@ def test_invalid_on_calendar_is_caught_by_systemd_analyze(converged):
     assert run.rc != 0
     failed = {name for name, _msg in run.failed_tasks()}
     assert failed == {"Check the OnCalendar expressions with systemd-analyze"}, run.explain()
+
+
+def test_check_mode_on_a_fresh_host_succeeds_and_writes_nothing(tmp_path, wheels, recovery_pub):
+    """Users run --check before onboarding a host (backup-role issue threads)."""
+    playbook = tmp_path / "converge.yml"
+    playbook.write_text(PLAYBOOK)
+    variables = harness.sandbox_vars(tmp_path, recovery_pub, [str(tmp_path)])
+    inventory = harness.write_inventory(tmp_path / "inventory.yml", variables)
+    run = harness.run_playbook(playbook, inventory, "--check", "--diff")
+    assert run.rc == 0, run.explain()
+    assert run.changed() > 0
+    assert not (tmp_path / "opt").exists() and not (tmp_path / "etc").exists()
