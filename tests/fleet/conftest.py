@@ -50,7 +50,10 @@ def fleet_image() -> str:
 
 @pytest.fixture(scope="session")
 def collections_path() -> Path:
-    """A collections dir in which fleetsafe.backup is this working tree (TESTBED §2)."""
+    """A collections dir in which fleetsafe.backup is this working tree (TESTBED §2).
+    FLEET_COLLECTIONS_PATH points the tests at another copy (to try a patch)."""
+    if os.environ.get("FLEET_COLLECTIONS_PATH"):
+        return Path(os.environ["FLEET_COLLECTIONS_PATH"])
     root = BUILD / "collections"
     link = root / "ansible_collections" / "fleetsafe" / "backup"
     link.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from fleetctl import Fleet  # noqa: F401  (re-exported for the tests)
 BUILD = REPO / "build"
 IMAGE = os.environ.get("FLEET_IMAGE", "localhost/fleetsafe-host:bookworm")
 VENV_BIN = Path(sys.executable).parent
-SITE = REPO / "playbooks" / "site.yml"
+SITE = Path(os.environ.get("FLEET_SITE_PLAYBOOK", REPO / "playbooks" / "site.yml"))
 
 
 def ansible_env(collections_path: Path, **extra: str) -> dict[str, str]:

@@ -6,9 +6,9 @@ One fleet for the whole module, and the tests run in order, as an operator would
    with ``become``) — the site playbook deploys, backs up, verifies and reports;
 2. a fourth host is added to the inventory — the re-run onboards it and changes
    nothing on the first three (no key regenerated, no timer rewritten);
-3. one host becomes unreachable and another fails its backup — the others still
-   get their backups, the report shows both failed hosts red with the reason, and
-   the run's summary and ``set_stats`` count them.
+3. one host becomes unreachable and another one's backup fails (its backup target, a
+   small tmpfs, is full) — the others still get their backups, the report shows both
+   failed hosts red with the reason, and the run's summary and ``set_stats`` count them.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ FIRST = [("ft-srv-1", "servers", "root"), ("ft-srv-2", "servers", "root"),
          ("ft-ws-1", "workstations", "ops")]
 FOURTH = ("ft-ws-2", "workstations", "root")
 WORK = BUILD / "fleet-test"
+# The fourth host's onsite target is a small tmpfs, so that test 3 can fill it up.
+TARGET = "/var/backups/fleetsafe"
+SMALL_TARGET = ["--mount", f"type=tmpfs,destination={TARGET},tmpfs-size=32m,tmpfs-mode=0700"]
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +52,8 @@ def site(fleet, collections_path):
     extra = {"fleetsafe_store_path": str(WORK / "state" / "fleetsafe.db"),
              "fleetsafe_reports_dir": str(WORK / "reports")}
 
-    def run(label: str):
-        r = run_playbook(SITE, fleet.inventory, env, WORK / "logs" / f"site-{label}.log", extra)
+    def run(label: str, **more):
+        r = run_playbook(SITE, fleet.inventory, env, WORK / "logs" / f"site-{label}.log", {**extra, **more})
         print(f"site.yml ({label}): rc={r.rc}, {r.seconds:.0f} s")
         return r
 
@@ -59,11 +62,15 @@ def site(fleet, collections_path):
 
 # ---------------------------------------------------------------- what the hosts and report say
 def report() -> dict:
-    """The latest fleet report, as JSON, keyed by host name."""
+    """The latest fleet report (fleet.json), its host rows keyed by host name."""
     path = WORK / "reports" / "latest" / "fleet.json"
     assert path.exists(), f"no report at {path}"
     doc = json.loads(path.read_text())
-    return {row["host"]: row for row in doc["hosts"]}
+    return {row["name"]: row for row in doc["hosts"]}
+
+
+def reasons(row: dict) -> str:
+    return "; ".join(r["message"] for r in row.get("reasons", []))
 
 
 def _utc(stamp: str) -> dt.datetime:
@@ -84,11 +91,14 @@ def host_fingerprint(fleet: Fleet, host: str) -> str:
                            "etc/systemd/system/fleetsafe-*.timer").stdout
 
 
-def assert_backed_up_since(fleet: Fleet, host: str, since: dt.datetime, row: dict) -> None:
+def assert_fresh_backup(fleet: Fleet, host: str, since: dt.datetime, row: dict) -> None:
+    """The host itself has a snapshot taken after ``since``, and the report row is green
+    and names the host's newest snapshot."""
     snaps = host_snapshots(fleet, host)
     assert snaps, f"{host}: no snapshot on the host"
-    assert _utc(snaps[-1]["end"]) >= since, f"{host}: newest snapshot {snaps[-1]['end']} is older than the run"
-    assert row["status"] == "ok", f"{host}: report row {row}"
+    assert _utc(snaps[-1]["end"]) >= since, f"{host}: newest snapshot {snaps[-1]['end']} is older than {since}"
+    assert row["status"] == "green", f"{host}: report row is {row['status']}: {reasons(row)}"
+    assert row["last_backup"]["snapshot_id"] == snaps[-1]["id"], (row["last_backup"], snaps[-1])
 
 
 def _now() -> dt.datetime:
@@ -107,7 +117,7 @@ def test_site_backs_up_three_hosts_over_ssh(fleet, site):
     rows = report()
     assert sorted(rows) == sorted(names), rows
     for h in names:
-        assert_backed_up_since(fleet, h, since, rows[h])
+        assert_fresh_backup(fleet, h, since, rows[h])
     # the workstation was driven by a non-root SSH user with become
     assert fleet.host("ft-ws-1").user == "ops"
     denied = fleet.ssh("ft-ws-1", "cat /etc/fleetsafe/keys/repo.key", user="ops", check=False)
@@ -118,7 +128,7 @@ def test_site_backs_up_three_hosts_over_ssh(fleet, site):
 def test_adding_a_host_onboards_it_and_leaves_the_others_unchanged(fleet, site):
     names = [h for h, *_ in FIRST]
     before = {h: host_fingerprint(fleet, h) for h in names}
-    fleet.add(FOURTH[0], FOURTH[1], port=BASE_PORT + len(FIRST), user=FOURTH[2])
+    fleet.add(FOURTH[0], FOURTH[1], port=BASE_PORT + len(FIRST), user=FOURTH[2], podman_args=SMALL_TARGET)
     since = _now()
     r = site("onboard")
     assert r.rc == 0, r.summary()
@@ -128,7 +138,7 @@ def test_adding_a_host_onboards_it_and_leaves_the_others_unchanged(fleet, site):
     assert r.changed(FOURTH[0]) > 0
     rows = report()
     assert sorted(rows) == sorted(names + [FOURTH[0]]), rows
-    assert_backed_up_since(fleet, FOURTH[0], since, rows[FOURTH[0]])
+    assert_fresh_backup(fleet, FOURTH[0], since, rows[FOURTH[0]])
     # the workstation schedule came from group_vars/workstations.yml
     cal = fleet.ssh(FOURTH[0], "systemctl show -p TimersCalendar --value fleetsafe-full.timer").stdout
     assert "Mon *-*-* 12:30:00" in cal, cal
@@ -139,10 +149,13 @@ def test_one_host_down_and_one_failing_do_not_stop_the_others(fleet, site):
     down, failing = "ft-srv-2", FOURTH[0]
     healthy = ["ft-srv-1", "ft-ws-1"]
     fleet.stop(down)
-    # A key that opens no key slot of the repository: every agent call fails with
-    # exit 6 ("key"), as on a host whose key file was replaced by mistake.
-    fleet.ssh(failing, "head -c 32 /dev/urandom | base64 > /etc/fleetsafe/keys/repo.key")
-    r = site("isolation")
+    # Fill the failing host's backup target (its own small tmpfs): the next backup
+    # there fails with "no space left", as on a host whose backup disk is full.
+    fleet.ssh(failing, f"dd if=/dev/zero of={TARGET}/filler bs=1M status=none; df -h {TARGET}", check=False)
+    since = _now()
+    # Ask for an incremental on every host even though the last one is fresh, so that
+    # the healthy hosts show that they really backed up while the others failed.
+    r = site("isolation", fleetsafe_policy={"incremental_interval_minutes": 0})
     assert r.rc != 0, "a run with failed hosts must not exit 0"
     for h in healthy:
         assert r.stats[h]["failures"] == 0 and r.stats[h]["unreachable"] == 0, r.summary()
@@ -152,11 +165,12 @@ def test_one_host_down_and_one_failing_do_not_stop_the_others(fleet, site):
     summary = r.custom_stats.get("fleetsafe_run_summary")
     assert summary, f"no fleetsafe_run_summary in set_stats: {r.custom_stats}"
     assert summary["failed"] == 2 and sorted(summary["failed_hosts"]) == sorted([down, failing]), summary
-    assert summary["ok"] == len(healthy), summary
+    assert summary["ok"] == len(healthy) and summary["hosts"] == len(healthy) + 2, summary
 
     rows = report()
     assert sorted(rows) == sorted(healthy + [down, failing]), rows
     for h in healthy:
-        assert rows[h]["status"] == "ok", rows[h]
-    assert rows[down]["status"] == "failed" and "unreachable" in rows[down]["reason"].lower(), rows[down]
-    assert rows[failing]["status"] == "failed" and "key" in rows[failing]["reason"].lower(), rows[failing]
+        assert_fresh_backup(fleet, h, since, rows[h])
+    assert rows[down]["status"] == "red" and "unreachable" in reasons(rows[down]).lower(), rows[down]
+    why = reasons(rows[failing]).lower()
+    assert rows[failing]["status"] == "red" and ("space" in why or "full" in why), rows[failing]

@@ -58,6 +58,7 @@ class Host:
     port: int
     container: str
     user: str = "root"  # the SSH user Ansible logs in as; "ops" means become
+    podman_args: list[str] = field(default_factory=list)  # e.g. a small tmpfs to fill up
 
     @property
     def become(self) -> bool:
@@ -149,13 +150,17 @@ class Fleet:
         return new
 
     def add(self, name: str, group: str, port: int | None = None, user: str = "root",
-            timeout: float = 90.0) -> Host:
-        """Start one more host and add it to the inventory (onboarding)."""
+            timeout: float = 90.0, podman_args: list[str] | None = None) -> Host:
+        """Start one more host and add it to the inventory (onboarding).
+
+        ``podman_args`` are extra ``podman run`` options for this host only (the tests
+        give one host a small tmpfs as its backup target, to fill it up later)."""
         if any(h.name == name for h in self.hosts):
             raise FleetError(f"host {name!r} is already in fleet {self.name!r}")
         if port is None:
             port = max(h.port for h in self.hosts) + 1 if self.hosts else 22001
         host = self._new_host(name, group, port, user)
+        host.podman_args = list(podman_args or [])
         self._start([host], timeout)
         return host
 
@@ -220,7 +225,7 @@ class Fleet:
                   "-v", f"{conf}:/etc/ssh/sshd_config.d/10-listen.conf:ro",
                   "-v", f"{self.key}.pub:/root/.ssh/authorized_keys:ro",
                   "-v", f"{self.key}.pub:/home/{NONROOT_USER}/.ssh/authorized_keys:ro",
-                  self.image, "/sbin/init"])
+                  *h.podman_args, self.image, "/sbin/init"])
             self.hosts.append(h)
         self.save()
         deadline = time.monotonic() + timeout
