@@ -492,7 +492,8 @@ def cmd_restore(ctx: Ctx) -> Outcome:
     status = result["status"]
     details: dict[str, Any] = {
         "snapshot_id": result["snapshot"], "target_dir": result["target_dir"], "files": result["files"],
-        "bytes": result["bytes"], "overwrite": bool(args.overwrite), "include": [_show(p) for p in include][:AUDIT_ERRORS_MAX],
+        "bytes": result["bytes"], "duration_seconds": result["duration_seconds"], "snapshot_time": result["snapshot_time"],
+        "overwrite": bool(args.overwrite), "include": [_show(p) for p in include][:AUDIT_ERRORS_MAX],
         "repository": repo.id, "target": doc["target"]}
     errors = list(result["errors"][:AUDIT_ERRORS_MAX])
     if samples is not None:
@@ -506,7 +507,7 @@ def cmd_restore(ctx: Ctx) -> Outcome:
             # VER-SAMPLE found damage: the restored copy of an unchanged file differs.
             code, status = EXIT_INTEGRITY, "damaged"
             doc["status"] = status
-    audit = Audit("restore", status, ctx.started, utc_now(), data_sets=list(result["data_sets"]), details=details,
+    audit = Audit("restore", status, result["start"], result["end"], data_sets=list(result["data_sets"]), details=details,
                   errors=errors)
     return Outcome(doc, code, audit, text=lambda d: (
         f"restored snapshot {d['snapshot'][:12]} into {d['target_dir']}: {d['files']} files, {d['dirs']} dirs, "

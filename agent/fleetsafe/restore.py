@@ -606,6 +606,13 @@ class RestoreWriter:
             dirs.close()
 
 
+def _iso(ts: float) -> str:
+    import time
+
+    whole = int(ts)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((ts - whole) * 1e6):06d}Z"
+
+
 class RestoreBlocked(RestoreRefused):
     """Refused before writing, with every reason listed (``extra`` goes into the JSON error document)."""
 
@@ -633,8 +640,11 @@ def restore_snapshot(
     tree is unreadable, a path is unsafe, a blob is missing or fails
     authentication, or something is in the way.
     """
+    import time
+
     from fleetsafe.errors import IntegrityError
 
+    t0 = time.time()
     manifest = repo.load_snapshot(snapshot)
     tree_ids = list(manifest.get("tree") or [])
     try:
@@ -658,6 +668,10 @@ def restore_snapshot(
     stats = writer.write(plan, cache.load)
     return {
         "snapshot": manifest["id"],
+        "snapshot_time": manifest.get("start"),
+        "start": _iso(t0),
+        "end": _iso(time.time()),
+        "duration_seconds": round(time.time() - t0, 3),
         "target_dir": display_path(os.fsencode(target_dir)),
         "files": stats.files,
         "dirs": stats.dirs,

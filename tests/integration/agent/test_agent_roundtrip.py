@@ -59,6 +59,7 @@ def test_full_round_trip_everything(agent: Agent, tmp_path: Path) -> None:
     out = tmp_path / "restore"
     rr = agent.run("restore", d["snapshot_id"][:10], "--target-dir", str(out))
     assert rr.doc["status"] == "success" and rr.doc["errors"] == []
+    assert rr.doc["snapshot_time"] == d["start"] and rr.doc["duration_seconds"] >= 0
     after = tree_state(restored_root(out, agent.src))
     assert after == before
     # hard links are links again, not copies
