@@ -8,7 +8,7 @@ Contract (docs/cli.md is the reference; keep it true):
   stderr; progress only when stderr is a terminal.
 * The exit code is the ``exit_code`` of the ``FleetsafeError`` that ended the
   run (errors.py), 3 for a ``partial`` result, 5 for a damaged repository.
-* Every action that touches the repository or keys -- init, backup,
+* Every action that touches the repository or keys -- init, backup, ls,
   snapshots, restore, verify, key create/recovery-create -- appends one
   audit event (AUD-LOG, AC-LOG), success or not; a wrong or unreadable key
   is logged with status ``denied``.  ``status``, ``audit`` and ``selftest``
@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", choices=("full", "incremental"), default="incremental", dest="backup_type")
     p.add_argument("--source", action="append", metavar="PATH", help="back up this absolute path instead of the configured sources")
     add("snapshots", cmd_snapshots, "list snapshots, oldest first")
+    p = add("ls", cmd_ls, "list the entries of a snapshot")
+    p.add_argument("snapshot", metavar="SNAPSHOT", help="snapshot id, unique prefix, or 'latest'")
+    p.add_argument("--include", action="append", metavar="PATH", default=[], help="only PATH and what is below it")
+    p.add_argument("--limit", type=_nonneg_int, default=1000, metavar="N", help="at most N entries (0 = all; default 1000)")
     add("replicate", cmd_replicate, "copy new objects to the other targets (LOC-OFFSITE, LOC-CLOUD)")
     p = add("restore", cmd_restore, "restore a snapshot (REST-SAFE)")
     p.add_argument("snapshot", metavar="SNAPSHOT", help="snapshot id, unique prefix, or 'latest'")
@@ -427,6 +431,49 @@ def _text_snapshots(d: dict[str, Any]) -> str:
         rows.append(f"{s['short_id']:12}  {s['type'] or '?':11}  {s['status'] or '?':8}  {s['start'] or '?':20}  {' '.join(s['paths'])}")
     rows.append(f"{len(d['snapshots'])} snapshot(s) in repository {d['repository']}")
     return "\n".join(rows)
+
+
+def cmd_ls(ctx: Ctx) -> Outcome:
+    import datetime
+
+    from fleetsafe.pathnames import display_path
+    from fleetsafe.restore import normalise_include
+
+    args = ctx.args
+    doc = _base(ctx, "ls")
+    incl = [p for p in (normalise_include(i) for i in args.include) if p]
+    backend, repo = _open_repo(ctx)
+    try:
+        snap = _latest_snapshot_id(repo, ctx.cfg.host) if args.snapshot == "latest" else args.snapshot
+        manifest = repo.load_snapshot(snap)
+        entries: list[dict[str, Any]] = []
+        count = 0
+        for e in repo.read_tree(list(manifest.get("tree") or [])):
+            path = e["path"]
+            if incl and not any(path == p or path.startswith(p + b"/") for p in incl):
+                continue
+            count += 1
+            if args.limit and len(entries) >= args.limit:
+                continue  # keep counting: the document says how many were left out
+            mtime = int(e.get("mtime_ns", 0))
+            item = {"path": display_path(b"/" + path), "type": e.get("type"), "size": e.get("size", 0),
+                    "mode": f"{int(e.get('mode', 0)):04o}", "user": e.get("user") or str(e.get("uid")),
+                    "group": e.get("group") or str(e.get("gid")),
+                    "mtime": datetime.datetime.fromtimestamp(mtime / 1e9, datetime.timezone.utc)  # noqa: UP017
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")}
+            if e.get("type") in ("symlink", "hardlink") and isinstance(e.get("target"), bytes):
+                item["target"] = display_path(e["target"] if e["type"] == "symlink" else b"/" + e["target"])
+            entries.append(item)
+    finally:
+        backend.close()
+    doc.update(repository=repo.id, snapshot=manifest["id"], snapshot_time=manifest.get("start"), entries=entries,
+               count=count, truncated=count > len(entries))
+    audit = Audit("ls", "success", ctx.started, utc_now(), data_sets=[_show(p) for p in incl],
+                  details={"repository": repo.id, "snapshot_id": manifest["id"], "count": count})
+    return Outcome(doc, EXIT_OK, audit, text=lambda d: "\n".join(
+        [f"{x['mode']} {x['user']:>8} {x['group']:>8} {x['size']:>12} {x['mtime']} {x['path']}"
+         + (f" -> {x['target']}" if "target" in x else "") for x in d["entries"]]
+        + ([f"... {d['count'] - len(d['entries'])} more (--limit 0 for all)"] if d["truncated"] else [])))
 
 
 def _latest_snapshot_id(repo: Any, host: str) -> str:
@@ -710,7 +757,7 @@ def _failure_status(exc: BaseException) -> str:
     return "failure"
 
 
-_AUDITED = {"init", "backup", "snapshots", "restore", "verify", "replicate", "key"}
+_AUDITED = {"init", "backup", "snapshots", "ls", "restore", "verify", "replicate", "key"}
 
 
 def _action_name(args: argparse.Namespace | None) -> str | None:

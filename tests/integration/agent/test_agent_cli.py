@@ -226,3 +226,22 @@ def test_sample_restore_compares_with_live_files(agent: Agent) -> None:
         os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
     r2 = agent.run("restore", "latest", "--sample", "3").doc
     assert [s["live"] for s in r2["samples"]] == ["changed"] * 3 and r2["sample_ok"] is True
+
+
+def test_ls_lists_a_snapshot(agent: Agent) -> None:
+    (agent.src / "etc").mkdir()
+    (agent.src / "etc" / "hosts").write_bytes(b"127.0.0.1\n")
+    os.symlink("hosts", agent.src / "etc" / "link")
+    with open(os.path.join(os.fsencode(agent.src), b"caf\xe9"), "wb") as fh:
+        fh.write(b"x")
+    sid = agent.run("backup", "--type", "full").doc["snapshot_id"]
+    d = agent.run("ls", sid[:8], "--include", str(agent.src / "etc")).doc
+    assert d["snapshot"] == sid and d["count"] == 3 and not d["truncated"]
+    by = {e["path"]: e for e in d["entries"]}
+    assert by[str(agent.src / "etc" / "hosts")]["size"] == 10
+    assert by[str(agent.src / "etc" / "link")]["target"] == "hosts"
+    full = agent.run("ls", "latest", "--limit", "2").doc
+    assert len(full["entries"]) == 2 and full["truncated"] and full["count"] > 2
+    names = [e["path"] for e in agent.run("ls", "latest", "--limit", "0").doc["entries"]]
+    assert str(agent.src) + "/caf\\xe9" in names  # not UTF-8: shown escaped, never a broken document
+    assert agent.events()[-1]["action"] == "ls"
