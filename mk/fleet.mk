@@ -56,3 +56,7 @@ demo-fleet-down:
 
 fleet-test: venv fleet-image fleet-collections
 	$(VENV)/bin/pytest -m fleet tests/fleet
+
+# `make test` runs the fleet tests too (tests/fleet, marker "fleet"): they need podman and
+# the host image. Adding prerequisites here keeps the Makefile's own `test` recipe.
+test: fleet-image fleet-collections
