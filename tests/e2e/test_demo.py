@@ -79,6 +79,11 @@ def test_report_has_the_host_row(demo):
     assert (latest / "index.html").exists()
     fleet = json.loads((latest / "fleet.json").read_text())
     assert find_host_row(fleet, "localhost")
+    (row,) = [h for h in fleet["hosts"] if h["name"] == "localhost"]
+    snaps = agent(demo["root"], "snapshots")["snapshots"]
+    # the report is made from the store, and the store holds what the agent did
+    assert row["last_full"]["snapshot_id"] == snaps[0]["id"]
+    assert row["status"] != "red", row["reasons"]
     assert (demo["root"] / "state" / "fleetsafe.db").exists()
 
 
