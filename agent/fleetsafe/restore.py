@@ -509,11 +509,35 @@ class RestoreWriter:
         self.stats.dirs += 1
 
     def _apply_fd_meta(self, fd: int, entry: dict[str, Any]) -> None:
+        # Order matters: chown clears set-id bits and file capabilities, so mode and xattrs
+        # come after it; setting xattrs changes ctime only, so mtime can still go last.
         if self.chown:
             os.fchown(fd, int(entry.get("uid", 0)), int(entry.get("gid", 0)))
         os.fchmod(fd, int(entry.get("mode", 0o600)) & 0o7777)
+        xattrs = entry.get("xattrs")
+        if isinstance(xattrs, dict) and xattrs:
+            self._set_xattrs(fd, entry["path"], xattrs)
         mtime = int(entry.get("mtime_ns", 0))
         os.utime(fd, ns=(mtime, mtime))
+
+    def _set_xattrs(self, fd: int, path: bytes, xattrs: dict[str, Any]) -> None:
+        """Best effort: a name this user or filesystem may not set is a warning, not a failure.
+
+        ``security.selinux`` is skipped: labels belong to the policy of the host restored
+        to (``restorecon``), not to the staging directory.
+        """
+        import base64
+
+        failed: list[str] = []
+        for name, value in sorted(xattrs.items()):
+            if not isinstance(name, str) or not isinstance(value, str) or name == "security.selinux":
+                continue
+            try:
+                os.setxattr(fd, name, base64.b64decode(value, validate=True))
+            except (OSError, ValueError):
+                failed.append(name)
+        if failed:
+            self.stats.warnings.append(f"{display_path(path)}: extended attribute(s) not restored: {', '.join(failed)}")
 
     def _make_file(self, pfd: int, name: bytes, entry: dict[str, Any], load_blob: LoadBlob) -> None:
         path = entry["path"]

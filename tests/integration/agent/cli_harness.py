@@ -154,7 +154,14 @@ def tree_state(root: Path, *, owners: bool = False) -> dict[bytes, tuple[Any, ..
             elif stat.S_ISLNK(st.st_mode):
                 extra = os.readlink(full)
             mtime = None if stat.S_ISDIR(st.st_mode) and False else st.st_mtime_ns
-            row: tuple[Any, ...] = (kind, stat.S_IMODE(st.st_mode), mtime, extra)
+            xattrs: tuple[tuple[str, bytes], ...] = ()
+            if not stat.S_ISLNK(st.st_mode):
+                try:
+                    xattrs = tuple((n, os.getxattr(full, n)) for n in sorted(os.listxattr(full))
+                                   if n != "security.selinux")
+                except OSError:
+                    xattrs = ()
+            row: tuple[Any, ...] = (kind, stat.S_IMODE(st.st_mode), mtime, extra, xattrs)
             if owners:
                 row += (st.st_uid, st.st_gid)
             out[rel] = row

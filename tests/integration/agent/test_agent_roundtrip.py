@@ -36,6 +36,18 @@ def populate(src: Path) -> None:
     (src / "etc" / "ignored.skip").write_bytes(b"excluded by the config")
     os.chmod(src / "etc" / "deep" / "er", 0o700)
     os.chmod(src / "etc" / "deep", 0o751)
+    try:
+        os.setxattr(src / "etc" / "secret", "user.classification", b"confidential")
+        os.setxattr(src / "etc" / "deep", "user.owner-team", b"ops")
+    except OSError:
+        pass  # filesystem without user xattrs: the round trip still checks everything else
+    if os.geteuid() == 0:
+        # a file capability (what makes /usr/bin/ping work): lost by chown, must come back
+        caps = bytes.fromhex("0100000200200000000000000000000000000000")  # v2, cap_net_raw permitted
+        try:
+            os.setxattr(src / "etc" / "script.sh", "security.capability", caps)
+        except OSError:
+            pass
     for p in [src / "etc" / "hosts", src / "etc" / "deep" / "er"]:
         os.utime(p, ns=(MTIME, MTIME), follow_symlinks=False)
     os.utime(src / "etc" / "rel-link", ns=(MTIME, MTIME), follow_symlinks=False)
@@ -66,6 +78,12 @@ def test_full_round_trip_everything(agent: Agent, tmp_path: Path) -> None:
     root = restored_root(out, agent.src) / "etc"
     assert os.stat(root / "hosts").st_ino == os.stat(root / "deep" / "hosts.hard").st_ino
     assert os.stat(root / "hosts").st_nlink == 3
+    if b"user.classification" in [n.encode() for n in os.listxattr(agent.src / "etc" / "secret")]:
+        assert os.getxattr(root / "secret", "user.classification") == b"confidential"
+    if os.geteuid() == 0 and "security.capability" in os.listxattr(agent.src / "etc" / "script.sh"):
+        assert os.getxattr(root / "script.sh", "security.capability") == \
+            os.getxattr(agent.src / "etc" / "script.sh", "security.capability")
+        assert os.stat(root / "script.sh").st_mode & 0o7777 == 0o4755
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="restoring owners needs root")
@@ -82,7 +100,7 @@ def test_owners_round_trip_as_root(agent: Agent, tmp_path: Path) -> None:
     got = tree_state(restored_root(out, agent.src), owners=True)
     owners_before.pop(b"etc/ignored.skip")
     assert got == owners_before
-    assert {k: v[:4] for k, v in got.items()} == before
+    assert {k: v[:5] for k, v in got.items()} == before
 
 
 def test_incremental_skips_unchanged_and_restores_completely(agent: Agent, tmp_path: Path) -> None:

@@ -133,3 +133,27 @@ def test_one_file_system_records_mountpoint_but_not_contents(tmp_path: Path, mon
     assert w.skipped_mounts == [mnt]
     seen_all = [i.abspath for i in walk([src], WalkOptions(one_file_system=False), lambda p, e: None)]
     assert mnt + b"/c" in seen_all
+
+
+def _xattrs_supported(path: Path) -> bool:
+    try:
+        os.setxattr(path, "user.fleetsafe-probe", b"1")
+        os.removexattr(path, "user.fleetsafe-probe")
+    except OSError:
+        return False
+    return True
+
+
+def test_xattrs_recorded_for_files_and_dirs_not_symlinks(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    if not _xattrs_supported(tmp_path / "d" / "a.txt"):
+        pytest.skip("filesystem without user xattrs")
+    os.setxattr(tmp_path / "d" / "a.txt", "user.comment", b"\x00binary\xff")
+    os.setxattr(tmp_path / "d" / "sub", "user.dir", b"x")
+    items = {i.abspath: i.entry for i in walk([str(tmp_path / "d")], WalkOptions(), lambda p, e: None)}
+    root = os.fsencode(tmp_path / "d")
+    assert items[root + b"/a.txt"]["xattrs"] == {"user.comment": "AGJpbmFyef8="}
+    assert items[root + b"/sub"]["xattrs"] == {"user.dir": "eA=="}
+    assert "xattrs" not in items[root + b"/link"] and "xattrs" not in items[root + b"/b.tmp"]
+    off = {i.abspath: i.entry for i in walk([str(tmp_path / "d")], WalkOptions(xattrs=False), lambda p, e: None)}
+    assert "xattrs" not in off[root + b"/a.txt"]

@@ -300,3 +300,23 @@ def test_compare_samples_outcomes(tmp_path: Path) -> None:
     picked = choose_sample(pool, 2, rng=random.Random(1))
     assert len(picked) == 2 and all(p["type"] == "file" for p in picked)
     assert choose_sample(pool, 9, include=["/nope"]) == []
+
+
+def test_xattrs_restored_best_effort(tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"")
+    try:
+        os.setxattr(probe, "user.p", b"1")
+    except OSError:
+        pytest.skip("filesystem without user xattrs")
+    blobs = Blobs()
+    e = f(blobs, b"x", b"abc")
+    e["xattrs"] = {"user.comment": "AGJpbmFyef8=", "bogus.namespace": "eA==", "security.selinux": "eA=="}
+    dd = d(b"dir")
+    dd["xattrs"] = {"user.dir": "eA=="}
+    stats = RestoreWriter(tmp_path / "t").write(plan_restore([dd, e]), blobs.load)
+    assert os.getxattr(tmp_path / "t/x", "user.comment") == b"\x00binary\xff"
+    assert os.getxattr(tmp_path / "t/dir", "user.dir") == b"x"
+    assert os.lstat(tmp_path / "t/x").st_mtime_ns == MTIME  # mtime set after the xattrs
+    assert any("bogus.namespace" in w for w in stats.warnings) and not stats.errors
+    assert not any("selinux" in w for w in stats.warnings)
