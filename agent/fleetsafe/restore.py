@@ -51,6 +51,8 @@ HasBlob = Callable[[str], bool]
 KNOWN_TYPES = ("file", "dir", "symlink", "hardlink", "fifo", "other")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TMP_PREFIX = b".fleetsafe-restore-"
+#: zero chunks at least this long are restored as holes
+_HOLE_MIN = 64 * 1024
 
 
 class UnsafePath(RestoreRefused):
@@ -546,12 +548,22 @@ class RestoreWriter:
             fd = os.open(fname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
             try:
                 written = 0
+                hole = False
                 for cid in entry["content"]:
                     data = load_blob(cid)
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
+                    if len(data) >= _HOLE_MIN and not data.strip(b"\0"):
+                        # A chunk of zeros (disk images, databases): leave a hole instead of
+                        # writing it, so sparse files come back sparse.
+                        os.lseek(fd, len(data), os.SEEK_CUR)
+                        hole = True
+                    else:
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                        hole = False
                     written += len(data)
+                if hole:
+                    os.ftruncate(fd, written)  # a trailing hole has no bytes to set the size
                 expected = int(entry.get("size", written))
                 if written != expected:
                     raise refuse(path, f"content is {written} bytes, entry says {expected}")

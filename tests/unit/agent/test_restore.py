@@ -320,3 +320,16 @@ def test_xattrs_restored_best_effort(tmp_path: Path) -> None:
     assert os.lstat(tmp_path / "t/x").st_mtime_ns == MTIME  # mtime set after the xattrs
     assert any("bogus.namespace" in w for w in stats.warnings) and not stats.errors
     assert not any("selinux" in w for w in stats.warnings)
+
+
+def test_zero_chunks_become_holes(tmp_path: Path) -> None:
+    blobs = Blobs()
+    zeros = bytes(1024 * 1024)
+    e = {"path": b"sparse", "type": "file", "mode": 0o644, "uid": 0, "gid": 0, "mtime_ns": MTIME,
+         "size": 3 * len(zeros) + 5, "content": [blobs.put(zeros), blobs.put(b"12345"), blobs.put(zeros), blobs.put(zeros)]}
+    e["size"] = 3 * len(zeros) + 5
+    RestoreWriter(tmp_path / "t").write(plan_restore([e]), blobs.load)
+    data = (tmp_path / "t/sparse").read_bytes()
+    assert data == zeros + b"12345" + zeros + zeros
+    st = os.stat(tmp_path / "t/sparse")
+    assert st.st_blocks * 512 < len(zeros)  # holes, not 3 MiB of written zeros
