@@ -300,6 +300,7 @@ def cmd_init(ctx: Ctx) -> Outcome:
 
 def cmd_backup(ctx: Ctx) -> Outcome:
     from fleetsafe.backup import BackupRequest, run_backup
+    from fleetsafe.hooks import run_after, run_before
     from fleetsafe.runtime import local_lock
 
     cfg = ctx.cfg
@@ -307,22 +308,38 @@ def cmd_backup(ctx: Ctx) -> Outcome:
     sources = _sources(ctx)
     req = BackupRequest(host=cfg.host, sources=sources, backup_type=ctx.args.backup_type,
                         exclude=cfg.exclude + _own_excludes(cfg), one_file_system=cfg.one_file_system)
+    hooks = cfg.hooks
+    hook_runs: list[dict[str, Any]] = []
     with local_lock(cfg):
-        backend, repo = _open_repo(ctx)
+        status, snapshot_id = "failure", None
         try:
-            with repo.lock(exclusive=True):
-                result = run_backup(repo, req, progress=ctx.progress.backup if ctx.progress.enabled else None)
-            ctx.progress.done()
-            # LOC-OFFSITE / LOC-CLOUD: copy the new immutable objects to every other target.  A
-            # target that is down makes the run partial; the snapshot on this target stays.
-            replication = _replicate_all(ctx, backend, exclude=ctx.target().name)
+            hook_runs += run_before(hooks.before_backup, timeout=hooks.timeout)
+            backend, repo = _open_repo(ctx)
+            try:
+                with repo.lock(exclusive=True):
+                    result = run_backup(repo, req, progress=ctx.progress.backup if ctx.progress.enabled else None)
+                status, snapshot_id = result.status, result.snapshot_id
+                ctx.progress.done()
+                # LOC-OFFSITE / LOC-CLOUD: copy the new immutable objects to every other target.  A
+                # target that is down makes the run partial; the snapshot on this target stays.
+                replication = _replicate_all(ctx, backend, exclude=ctx.target().name)
+            finally:
+                ctx.progress.done()
+                backend.close()
         finally:
-            ctx.progress.done()
-            backend.close()
+            # After hooks run whatever happened (restart a service stopped for the dump ...).
+            after = run_after(hooks.after_backup, timeout=hooks.timeout, status=status, snapshot_id=snapshot_id)
+            hook_runs += after
+            ctx.audit_details["hooks"] = hook_runs
     doc["repository"] = repo.id
     body = result.to_dict()
     doc.update(body)
     doc["replication"] = replication
+    if hook_runs:
+        doc["hooks"] = hook_runs
+    for h in after:
+        if "error" in h:
+            result.warnings.append(f"after_backup hook {h['command']}: {h['error']}")
     for rep in replication:
         if not rep["ok"]:
             result.errors.append({"target": rep["target"], "error": rep.get("error") or "replication incomplete"})
@@ -333,7 +350,8 @@ def cmd_backup(ctx: Ctx) -> Outcome:
         "snapshot_id": result.snapshot_id, "type": result.type, "parent": result.parent, "target": doc["target"],
         "repository": repo.id, "files": result.files, "bytes_read": result.bytes_read,
         "bytes_added": result.bytes_added, "bytes_stored": result.bytes_stored,
-        "duration_seconds": result.duration_seconds, "warnings": result.warnings[:AUDIT_ERRORS_MAX]},
+        "duration_seconds": result.duration_seconds, "warnings": result.warnings[:AUDIT_ERRORS_MAX],
+        **({"hooks": hook_runs} if hook_runs else {})},
         errors=result.errors[:AUDIT_ERRORS_MAX])
     return Outcome(doc, code, audit, text=_text_backup)
 

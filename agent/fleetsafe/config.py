@@ -55,6 +55,15 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class HooksConfig:
+    """Commands around a backup (argv lists; see fleetsafe.hooks)."""
+
+    before_backup: tuple[tuple[str, ...], ...] = ()
+    after_backup: tuple[tuple[str, ...], ...] = ()
+    timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     version: int
     host: str
@@ -69,6 +78,7 @@ class AgentConfig:
     verify: VerifyConfig
     #: opaque to the engine; read by prune (RET-MIN / RET-HOLD)
     retention: dict[str, Any] = field(default_factory=dict)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
     #: where the file was read from (for messages)
     path: Path | None = None
 
@@ -167,6 +177,7 @@ _TOP_KEYS = {
     "targets",
     "verify",
     "retention",
+    "hooks",
 }
 _TOP_REQUIRED = {"version", "key_file", "sources", "targets"}
 _TARGET_KEYS = {"name", "url", "primary"}
@@ -195,6 +206,40 @@ def _parse_target(where: str, raw: object) -> TargetConfig:
         if not isinstance(key, str):
             raise ConfigError(f"{where}: option keys must be strings, got {key!r}")
     return TargetConfig(name=name, url=url, primary=primary, options=options)
+
+
+def _parse_command(where: str, raw: object) -> tuple[str, ...]:
+    """An argv list, or a string split like a shell would split words (no shell runs it)."""
+    import shlex
+
+    if isinstance(raw, str):
+        try:
+            argv = shlex.split(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: cannot split {raw!r}: {exc}") from exc
+    elif isinstance(raw, list) and all(isinstance(a, str) for a in raw):
+        argv = list(raw)
+    else:
+        raise ConfigError(f"{where}: expected a command (a string or a list of strings), got {_type_name(raw)}")
+    if not argv or not argv[0].startswith("/"):
+        # An absolute program path: a hook must not depend on root's PATH.
+        raise ConfigError(f"{where}: expected an absolute program path first, got {argv[:1]!r}")
+    if any("\0" in a for a in argv):
+        raise ConfigError(f"{where}: NUL in a command")
+    return tuple(argv)
+
+
+def _parse_hooks(raw: object) -> HooksConfig:
+    data = _expect("hooks", raw, dict, "a mapping")
+    _check_keys("hooks", data, {"before_backup", "after_backup", "timeout"}, set())
+    lists: dict[str, tuple[tuple[str, ...], ...]] = {}
+    for key in ("before_backup", "after_backup"):
+        items = _expect(f"hooks.{key}", data.get(key) or [], list, "a list of commands")
+        lists[key] = tuple(_parse_command(f"hooks.{key}[{i}]", c) for i, c in enumerate(items))
+    timeout = _expect("hooks.timeout", data.get("timeout", 3600), (int, float), "seconds")
+    if timeout <= 0:
+        raise ConfigError(f"hooks.timeout: expected a positive number of seconds, got {timeout}")
+    return HooksConfig(before_backup=lists["before_backup"], after_backup=lists["after_backup"], timeout=float(timeout))
 
 
 def parse_config(data: object, *, path: Path | None = None) -> AgentConfig:
@@ -267,6 +312,8 @@ def parse_config(data: object, *, path: Path | None = None) -> AgentConfig:
     retention = top.get("retention") or {}
     _expect("retention", retention, dict, "a mapping")
 
+    hooks = _parse_hooks(top.get("hooks") or {})
+
     return AgentConfig(
         version=version,
         host=host,
@@ -280,6 +327,7 @@ def parse_config(data: object, *, path: Path | None = None) -> AgentConfig:
         targets=tuple(targets),
         verify=VerifyConfig(read_data_percent=float(pct)),
         retention=dict(retention),
+        hooks=hooks,
         path=path,
     )
 

@@ -245,3 +245,28 @@ def test_ls_lists_a_snapshot(agent: Agent) -> None:
     names = [e["path"] for e in agent.run("ls", "latest", "--limit", "0").doc["entries"]]
     assert str(agent.src) + "/caf\\xe9" in names  # not UTF-8: shown escaped, never a broken document
     assert agent.events()[-1]["action"] == "ls"
+
+
+def test_backup_hooks(tmp_path: Path) -> None:
+    base = tmp_path / "h"
+    dump = base / "src" / "db.sql"
+    marker = tmp_path / "after.txt"
+    after = ["/bin/sh", "-c", f'echo "$FLEETSAFE_BACKUP_STATUS $FLEETSAFE_SNAPSHOT_ID" > {marker}']
+    agent = make_agent(base, hooks={"before_backup": [["/bin/sh", "-c", f"echo dumped > {dump}"]],
+                                    "after_backup": [after, ["/bin/false"]]})
+    d = agent.run("backup", "--type", "full").doc
+    assert [h["command"] for h in d["hooks"]] == ["/bin/sh", "/bin/sh", "/bin/false"]
+    assert marker.read_text().split() == ["success", d["snapshot_id"]]
+    assert any("after_backup hook /bin/false" in w for w in d["warnings"])  # a warning, not a failure
+    out = tmp_path / "out"
+    agent.run("restore", d["snapshot_id"], "--target-dir", str(out), "--include", str(dump))
+    assert (restored_root(out, base / "src") / "db.sql").read_text() == "dumped\n"
+
+    # A failing before hook stops the run: no snapshot of a half-written dump.
+    failing = make_agent(tmp_path / "f", hooks={"before_backup": [["/bin/sh", "-c", "exit 3"]], "after_backup": [after]})
+    r = failing.run("backup", expect=1)
+    assert r.doc["error"] == "hook_failed" and "exit code 3" in r.doc["message"]
+    assert failing.run("snapshots").doc["snapshots"] == []
+    assert marker.read_text().split() == ["failure"]  # after hooks still ran
+    ev = [e for e in failing.events() if e["action"] == "backup"][-1]
+    assert ev["status"] == "failure" and ev["details"]["error"] == "hook_failed"

@@ -125,3 +125,18 @@ def test_resolve_config_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEETSAFE_CONFIG", "/tmp/x.yml")
     assert resolve_config_path(None) == Path("/tmp/x.yml")
     assert resolve_config_path("/a.yml") == Path("/a.yml")
+
+
+def test_hooks() -> None:
+    cfg = parse_config(base(hooks={"before_backup": ["/usr/bin/pg_dump -f '/var/backups/db dump.sql' app"],
+                                   "after_backup": [["/bin/systemctl", "start", "app"]], "timeout": 60}))
+    assert cfg.hooks.before_backup == (("/usr/bin/pg_dump", "-f", "/var/backups/db dump.sql", "app"),)
+    assert cfg.hooks.after_backup == (("/bin/systemctl", "start", "app"),)
+    assert cfg.hooks.timeout == 60
+    assert parse_config(base()).hooks.before_backup == ()
+    for bad, needle in [({"before_backup": ["pg_dump x"]}, "absolute program path"),
+                        ({"before_backup": [3]}, "expected a command"),
+                        ({"befor_backup": []}, "hooks.befor_backup: unknown key"),
+                        ({"timeout": 0}, "positive")]:
+        with pytest.raises(ConfigError, match=needle):
+            parse_config(base(hooks=bad))
