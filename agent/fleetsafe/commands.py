@@ -380,8 +380,9 @@ def _latest_snapshot_id(repo: Any, host: str) -> str:
 def cmd_restore(ctx: Ctx) -> Outcome:
     import shutil
 
-    from fleetsafe.restore import choose_sample, compare_samples, restore_snapshot
+    from fleetsafe.restore import restore_snapshot
     from fleetsafe.runtime import ensure_state_dir
+    from fleetsafe.sample import choose_sample, compare_samples
 
     cfg = ctx.cfg
     args = ctx.args

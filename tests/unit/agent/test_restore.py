@@ -277,7 +277,7 @@ def test_plan_streams_its_source_again_for_each_pass(tmp_path: Path) -> None:
 def test_compare_samples_outcomes(tmp_path: Path) -> None:
     import random
 
-    from fleetsafe.restore import choose_sample, compare_samples
+    from fleetsafe.sample import choose_sample, compare_samples
 
     live = tmp_path / "live"
     live.mkdir()
