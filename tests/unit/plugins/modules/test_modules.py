@@ -8,12 +8,28 @@ import json
 
 import pytest
 from agent_helpers import write_fake_agent
+from ansible.module_utils import _internal
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.fleetsafe.backup.plugins.modules import backup, snapshot_info, verify
 
 M5 = {"schema_version": 1, "action": "backup", "snapshot_id": "a1", "type": "full", "status": "partial",
       "exit_code": 3, "errors": [{"path": "/srv/x", "error": "vanished"}], "warnings": ["slow"]}
+
+
+def _text(warning):
+    """ansible-core 2.19 may wrap a warning as {"event": {"msg": ...}} or {"msg": ...}."""
+    while isinstance(warning, dict):
+        warning = warning.get("event", warning.get("msg"))
+    return warning
+
+
+@pytest.fixture(autouse=True)
+def _as_on_a_host(monkeypatch):
+    """Once any controller code is imported in the test process (the action
+    plugin tests do), ansible-core sends module warnings to the display instead
+    of the result; a module on a host returns them."""
+    monkeypatch.setattr(_internal, "is_controller", False)
 
 
 def run_module(module, args, capsys):
@@ -28,8 +44,7 @@ def test_backup_partial_warns_and_returns_the_document(tmp_path, capsys):
     code, out = run_module(backup, {"type": "full", "agent_path": str(exe), "config": "/x/agent.yml"}, capsys)
     assert code == 0 and not out.get("failed")
     assert out["changed"] is True and out["status"] == "partial" and out["snapshot_id"] == "a1"
-    # ansible-core 2.19 wraps each warning as {"event": {"msg": ...}}
-    warnings = [w["event"]["msg"] if isinstance(w, dict) else w for w in out["warnings"]]
+    warnings = [_text(w) for w in out["warnings"]]
     assert any("partial backup: 1 path(s)" in w for w in warnings) and "slow" in warnings
 
 
