@@ -24,6 +24,7 @@ from fleetlib import (
     IMAGE,
     REPO,
     VENV_BIN,
+    WHEELS,
     MoleculeRuns,
     ansible_env,
     run_playbook,
@@ -67,10 +68,11 @@ def collections_path() -> Path:
 # ---------------------------------------------------------------- the controller
 @pytest.fixture(scope="session")
 def controller_ready(collections_path) -> Path:
-    """Wheels and the recovery key pair, made ONCE before anything runs in parallel
-    (concurrent tools/build-wheels.sh runs would race on build/wheels). The wheels are
-    rebuilt when an agent source file is newer than them."""
-    wheels = BUILD / "wheels"
+    """The tests' wheel set and the recovery key pair, made ONCE before anything runs in
+    parallel (concurrent tools/build-wheels.sh runs would race on the same directory).
+    The wheels are rebuilt when an agent source file is newer than them, and stay as
+    they are for the whole session."""
+    wheels = WHEELS
     sums = wheels / "SHA256SUMS"
     sources = [p for p in (REPO / "agent").rglob("*") if p.suffix in (".py", ".toml")
                and "build" not in p.relative_to(REPO / "agent").parts]

@@ -19,6 +19,9 @@ sys.path.insert(0, str(REPO / "tools" / "fleet"))
 from fleetctl import Fleet  # noqa: F401  (re-exported for the tests)
 
 BUILD = REPO / "build"
+# The tests' own wheel set: build/wheels is rebuilt by `make wheels`/`make demo` whenever
+# the agent changes, which would make a converge and its idempotence run disagree.
+WHEELS = BUILD / "fleet-wheels"
 IMAGE = os.environ.get("FLEET_IMAGE", "localhost/fleetsafe-host:bookworm")
 VENV_BIN = Path(sys.executable).parent
 SITE = Path(os.environ.get("FLEET_SITE_PLAYBOOK", REPO / "playbooks" / "site.yml"))
@@ -35,6 +38,7 @@ def ansible_env(collections_path: Path, **extra: str) -> dict[str, str]:
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_PIPELINING": "True",
         "FLEET_IMAGE": IMAGE,
+        "FLEET_WHEELS_DIR": str(WHEELS),
     })
     env.update(extra)
     return env

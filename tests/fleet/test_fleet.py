@@ -18,7 +18,7 @@ import json
 import shutil
 
 import pytest
-from fleetlib import BUILD, REPO, SITE, Fleet, ansible_env, run_playbook
+from fleetlib import BUILD, REPO, SITE, WHEELS, Fleet, ansible_env, run_playbook
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
@@ -50,7 +50,8 @@ def site(fleet, collections_path):
     """Run playbooks/site.yml on the fleet with a store and reports of its own."""
     env = ansible_env(collections_path)
     extra = {"fleetsafe_store_path": str(WORK / "state" / "fleetsafe.db"),
-             "fleetsafe_reports_dir": str(WORK / "reports")}
+             "fleetsafe_reports_dir": str(WORK / "reports"),
+             "fleetsafe_agent_wheels_dir": str(WHEELS)}
 
     def run(label: str, **more):
         r = run_playbook(SITE, fleet.inventory, env, WORK / "logs" / f"site-{label}.log", {**extra, **more})

@@ -18,7 +18,7 @@ import pytest
 CONFIG = "/etc/fleetsafe/agent.yml"
 KEYS = "/etc/fleetsafe/keys"
 AGENT = "/usr/local/bin/fleetsafe"
-TIMERS = ("fleetsafe-full.timer", "fleetsafe-incremental.timer")
+TIMERS = ("fleetsafe-full.timer", "fleetsafe-incremental.timer", "fleetsafe-verify.timer")
 PROBE = "/srv/fleetsafe-probe"
 RESTORE = "/var/tmp/fleetsafe-probe-restore"
 
@@ -111,6 +111,13 @@ def test_full_backup_is_weekly(host):
     expr = _on_calendar(host, "fleetsafe-full.timer")
     runs = _elapses(host, expr, 4)
     assert all(b - a == dt.timedelta(days=7) for a, b in itertools.pairwise(runs)), (expr, runs)
+
+
+def test_verify_is_daily(host):
+    """VER-CHECKSUM: the scheduled verify runs once a day."""
+    expr = _on_calendar(host, "fleetsafe-verify.timer")
+    runs = _elapses(host, expr, 4)
+    assert all(b - a == dt.timedelta(days=1) for a, b in itertools.pairwise(runs)), (expr, runs)
 
 
 def test_incremental_backup_is_hourly_in_office_hours(host):
