@@ -51,8 +51,17 @@ HasBlob = Callable[[str], bool]
 KNOWN_TYPES = ("file", "dir", "symlink", "hardlink", "fifo", "other")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TMP_PREFIX = b".fleetsafe-restore-"
+#: errors of the target as a whole (full, quota, read-only): the restore stops
+_FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 #: zero chunks at least this long are restored as holes
 _HOLE_MIN = 64 * 1024
+
+
+class RestoreAborted(FleetsafeError):
+    """The target as a whole failed (disk full, quota, read-only) part-way through."""
+
+    template = "restore into {path} aborted after {done} file(s): {msg}"
+    kind = "restore_aborted"
 
 
 class UnsafePath(RestoreRefused):
@@ -444,7 +453,13 @@ class RestoreWriter:
                     self._write_entry(pfd, dirs, name, entry, load_blob)
                     if path in plan.link_targets:
                         self._restored.add(path)
-                except (OSError, FleetsafeError) as exc:
+                except OSError as exc:
+                    if exc.errno in _FATAL_ERRNOS:
+                        # Not this file's problem: every later file would fail the same way.
+                        raise RestoreAborted(exc.strerror or str(exc), path=display_path(self.target),
+                                             done=self.stats.files) from exc
+                    self._error(path, exc)
+                except FleetsafeError as exc:
                     self._error(path, exc)
                 if entry["type"] == "file":
                     done_bytes += int(entry.get("size", 0))

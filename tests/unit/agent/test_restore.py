@@ -333,3 +333,26 @@ def test_zero_chunks_become_holes(tmp_path: Path) -> None:
     assert data == zeros + b"12345" + zeros + zeros
     st = os.stat(tmp_path / "t/sparse")
     assert st.st_blocks * 512 < len(zeros)  # holes, not 3 MiB of written zeros
+
+
+def test_disk_full_aborts_instead_of_failing_every_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno as errno_
+
+    from fleetsafe.restore import RestoreAborted
+
+    blobs = Blobs()
+    entries = [f(blobs, f"f{i}".encode(), b"data") for i in range(5)]
+    real_write = os.write
+    calls = []
+
+    def full(fd: int, data: Any) -> int:
+        calls.append(1)
+        if len(calls) > 2:
+            raise OSError(errno_.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr("fleetsafe.restore.os.write", full)
+    w = RestoreWriter(tmp_path / "t")
+    with pytest.raises(RestoreAborted, match="after 1 file"):  # f() stores 3-byte chunks: 2 writes a file
+        w.write(plan_restore(entries), blobs.load)
+    assert len(calls) == 3  # stopped at the first ENOSPC, did not try the other files
