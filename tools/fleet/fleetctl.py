@@ -285,7 +285,10 @@ class Fleet:
 
     def write_inventory(self, path: Path | None = None) -> Path:
         """Write ``hosts.yml`` (YAML written by hand: no PyYAML needed)."""
-        inv = Path(path) if path else Path(self.inventory)
+        target_dir = path or self.inventory
+        if target_dir is None:
+            raise FleetError(f"fleet {self.name!r} has no inventory directory")
+        inv = Path(target_dir)
         inv.mkdir(parents=True, exist_ok=True)
         if self.group_vars and not (inv / "group_vars").exists():
             (inv / "group_vars").symlink_to(Path(self.group_vars).resolve())
