@@ -23,6 +23,19 @@ def audit_events(host) -> list[dict]:
     return [json.loads(line) for line in host.file(AUDIT).content_string.splitlines() if line.strip()]
 
 
+def test_timer_fired_by_itself(host):
+    """side_effect let the timer elapse (a drop-in, since removed): systemd started the
+    agent with no control node involved, and the role's schedule is back."""
+    last = host.check_output("systemctl show -p LastTriggerUSec --value fleetsafe-incremental.timer")
+    assert last not in ("", "n/a"), last
+    assert not host.file("/etc/systemd/system/fleetsafe-incremental.timer.d").exists
+    cal = host.check_output("systemctl show -p TimersCalendar --value fleetsafe-incremental.timer")
+    assert "OnCalendar=*-*-* 08..20:00:00" in cal, cal
+    timer_runs = [e for e in audit_events(host)
+                  if e["action"] == "backup" and e["actor"]["via"] == "timer" and e["status"] == "success"]
+    assert len(timer_runs) >= 2, "expected the timer-fired run and the started one"
+
+
 def test_service_ran_to_success(host):
     props = dict(line.split("=", 1) for line in host.check_output(
         f"systemctl show -p Result -p ExecMainStatus -p Type {SERVICE}").splitlines())
