@@ -58,6 +58,8 @@ def demo(tmp_path_factory):
         "fleetsafe_recovery_dir": str(root / "recovery"),  # controller.yml creates the pair here
         "fleetsafe_store_path": str(root / "state" / "fleetsafe.db"),
         "fleetsafe_reports_dir": str(root / "reports"),
+        # like inventories/local: every run takes an incremental
+        "fleetsafe_policy": {"incremental_interval_minutes": 0},
     })
     inventory = harness.write_inventory(root / "inventory.yml", variables)
     first = harness.run_playbook(SITE, inventory)
@@ -94,7 +96,7 @@ def test_second_run_takes_only_an_incremental_and_restore_matches(demo):
     second = harness.run_playbook(SITE, demo["inventory"])
     assert second.rc == 0, second.explain()
     assert "Take a full backup when none is younger than the FREQ-FULL window" not in second.ran()
-    assert "Take an incremental backup (FREQ-INCR)" in second.changed_tasks()
+    assert "Take an incremental backup when none is younger than the FREQ-INCR interval" in second.changed_tasks()
     snaps = agent(root, "snapshots")["snapshots"]
     assert [s["type"] for s in snaps] == ["full", "incremental", "incremental"]
 
@@ -131,3 +133,12 @@ def test_dead_host_is_restorable_with_the_recovery_key_alone(demo, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     restored = tmp_path / "out" / wanted.relative_to("/")
     assert sha256(restored) == sha256(wanted)
+
+
+def test_rerun_within_the_incremental_interval_changes_nothing(demo):
+    """STYLE 3: with the fleet default (an incremental at most every 60 min), a
+    re-run of the whole site playbook reports changed=0 on a host already done."""
+    again = harness.run_playbook(SITE, demo["inventory"],
+                                 extra_vars={"fleetsafe_policy": {"incremental_interval_minutes": 60}})
+    assert again.rc == 0, again.explain()
+    assert again.changed() == 0, again.changed_tasks()

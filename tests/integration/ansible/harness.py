@@ -2,17 +2,18 @@
 
 * the working tree is linked as the collection ``fleetsafe.backup`` under
   build/collections (TESTBED §2: never a copy in ~/.ansible);
-* the wheel set is built once into build/wheels and rebuilt when the agent
-  changed (the role installs the agent from it);
+* the wheel set the role installs from is built once per test process from
+  the working tree (``ensure_wheels``);
 * playbooks run with a small recording callback (callback_plugins/) so that
   tests read the recap (``stats``) and task results instead of scraping text.
 """
 
 from __future__ import annotations
 
-import fcntl
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
 COLLECTIONS = ROOT / "build" / "collections"
-WHEELS = ROOT / "build" / "wheels"
 
 
 def link_collection() -> Path:
@@ -38,21 +38,29 @@ def link_collection() -> Path:
     return COLLECTIONS
 
 
-def _agent_sources() -> list[Path]:
-    return [*sorted((ROOT / "agent" / "fleetsafe").rglob("*.py")), ROOT / "agent" / "pyproject.toml"]
+_WHEELS: Path | None = None
 
 
 def ensure_wheels() -> Path:
-    """build/wheels with SHA256SUMS, newer than every agent source file."""
-    (ROOT / "build").mkdir(exist_ok=True)
-    with open(ROOT / "build" / ".wheels.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time (tests, fleet fixture, make)
-        sums = WHEELS / "SHA256SUMS"
-        newest = max(p.stat().st_mtime for p in _agent_sources())
-        if not sums.exists() or sums.stat().st_mtime < newest:
-            subprocess.run([str(ROOT / "tools" / "build-wheels.sh"), str(WHEELS)], cwd=ROOT, check=True,
-                           env={**os.environ, "PIP": str(VENV_BIN / "pip")})
-    return WHEELS
+    """A wheel set of this test process, built once from the working tree.
+
+    Not build/wheels: `make demo` or another test run may rebuild that while a
+    test converges twice, and a changed set would make the second converge
+    reinstall (a false idempotence failure).  FLEETSAFE_TEST_WHEELS points at a
+    ready set instead (tools/build-wheels.sh output)."""
+    global _WHEELS
+    if _WHEELS is None:
+        given = os.environ.get("FLEETSAFE_TEST_WHEELS")
+        if given:
+            _WHEELS = Path(given)
+        else:
+            (ROOT / "build").mkdir(exist_ok=True)
+            out = Path(tempfile.mkdtemp(prefix="test-wheels-", dir=ROOT / "build")) / "wheels"
+            atexit.register(shutil.rmtree, out.parent, True)
+            subprocess.run([str(ROOT / "tools" / "build-wheels.sh"), str(out)], cwd=ROOT, check=True,
+                           env={**os.environ, "PIP": str(VENV_BIN / "pip")}, capture_output=True)
+            _WHEELS = out
+    return _WHEELS
 
 
 def agent_cmd() -> list[str]:
@@ -159,7 +167,7 @@ def sandbox_vars(root: Path, recovery_pub: Path, sources: list[str]) -> dict[str
     for d in ("bin", "cron.d", "logrotate.d", "systemd"):
         (root / d).mkdir(parents=True, exist_ok=True)
     return {
-        "fleetsafe_agent_wheels_dir": str(WHEELS),
+        "fleetsafe_agent_wheels_dir": str(ensure_wheels()),
         "fleetsafe_agent_install_dir": str(root / "opt"),
         "fleetsafe_agent_bin_link": str(root / "bin" / "fleetsafe"),
         "fleetsafe_agent_config_dir": str(root / "etc"),

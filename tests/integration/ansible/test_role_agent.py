@@ -80,9 +80,9 @@ def test_files_and_modes(converged):
     assert config["targets"] == [{"name": "onsite", "url": str(root / "repo"), "primary": True}]
     assert config["sources"] == [str(root / "data")]
     assert (root / "opt" / "venv" / ".fleetsafe-wheels.sha256sums").read_bytes() == \
-        (harness.WHEELS / "SHA256SUMS").read_bytes()
+        (harness.ensure_wheels() / "SHA256SUMS").read_bytes()
     assert sorted(p.name for p in (root / "opt" / "wheels").iterdir()) == \
-        sorted(p.name for p in harness.WHEELS.iterdir() if p.name != "fleetsafe-wheels.tar")
+        sorted(p.name for p in harness.ensure_wheels().iterdir() if p.name != "fleetsafe-wheels.tar")
 
 
 def test_cron_schedule_without_systemd(converged):
