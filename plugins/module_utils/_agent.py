@@ -1,5 +1,5 @@
-# -*- coding: utf-8 -*-
 # Private to this collection: used by fleetsafe.backup modules only, not a public API.
+# -*- coding: utf-8 -*-
 # Copyright (c) fleetsafe contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Call the fleetsafe agent's JSON command line and turn its documents into results.
