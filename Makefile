@@ -51,6 +51,7 @@ wheels: venv $(WHEELS)/SHA256SUMS
 demo: venv wheels collections
 	$(ANSIBLE_ENV) $(VENV)/bin/ansible-playbook -i inventories/local playbooks/recovery_key.yml
 	$(ANSIBLE_ENV) $(VENV)/bin/ansible-playbook -i inventories/local playbooks/site.yml
+	@echo; /usr/local/bin/fleetsafe snapshots | tail -n 6 || true
 	@echo "report: $(CURDIR)/reports/latest/index.html  ($(CURDIR)/reports/latest/fleet.json)"
 
 lint: venv collections
