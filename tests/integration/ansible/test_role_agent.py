@@ -60,6 +60,8 @@ def test_first_run_installs_everything(converged):
     assert out.returncode == 0, out.stderr
     status = json.loads(out.stdout)
     assert status["host"] == "localhost"
+    # ENC-REST / DR-DRILL: the host key and the organisation's recovery key open it
+    assert sorted(slot["type"] for slot in status["key_slots"]) == ["host", "recovery"]
 
 
 def test_files_and_modes(converged):
