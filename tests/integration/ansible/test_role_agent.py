@@ -127,6 +127,13 @@ def test_two_primary_targets_are_refused(converged):
     assert any("exactly one primary target" in msg for _name, msg in run.failed_tasks()), run.explain()
 
 
+def test_target_without_url_is_refused(converged):
+    run = harness.run_playbook(converged["playbook"], converged["inventory"],
+                               extra_vars={"fleetsafe_agent_targets": [{"name": "onsite", "primary": True}]})
+    assert run.rc != 0
+    assert any("need a name and a url" in msg for _name, msg in run.failed_tasks()), run.explain()
+
+
 def test_minute_range_pitfall_is_refused(converged):
     """ECOSYSTEM M6: '08:00..20:00' is a minute range (08:00-08:20 every minute), not hourly."""
     run = harness.run_playbook(converged["playbook"], converged["inventory"],
