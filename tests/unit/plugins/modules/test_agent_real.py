@@ -71,6 +71,16 @@ def test_full_then_incremental_then_listing(host):
     assert 0 <= info["last_full_age_seconds"] < 600
 
 
+def test_missing_source_makes_a_partial_backup_not_a_failure(host):
+    agent = host["agent"]
+    run_init(agent)
+    missing = str(host["root"] / "gone")
+    result = run_backup(agent, "full", sources=[str(host["data"]), missing])
+    assert result["status"] == "partial" and result["rc"] == 3 and result["changed"] is True
+    assert result["snapshot_id"] and result["files"] == 2
+    assert result["warnings"][0].startswith(f"partial backup: 1 path(s) or target(s) skipped: {missing}")
+
+
 def test_verify_reads_all_data(host):
     agent = host["agent"]
     run_init(agent)
