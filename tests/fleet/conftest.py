@@ -12,6 +12,7 @@ Ports: the fleet test uses 127.0.0.1:22021-22029, molecule scenarios 22031+,
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -36,8 +37,35 @@ def _need(tool: str) -> None:
         pytest.fail(f"{tool} is not installed: run `make fleet-host-setup` (tools/testbed/host-setup.sh)")
 
 
+# Containers, their names and the loopback ports are machine-wide, while build/ is per
+# clone: a second `make test` (another clone, another engineer) waits here for the
+# first one's fleet tests instead of replacing its containers.
+LOCK_PATH = Path(os.environ.get("FLEET_TESTS_LOCK", "/tmp/fleetsafe-fleet-tests.lock"))
+
+
 @pytest.fixture(scope="session")
-def fleet_image() -> str:
+def fleet_lock():
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
+    t0 = time.monotonic()
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() - t0 > 1800:
+                    pytest.fail(f"another fleet test session has held {LOCK_PATH} for 30 min")
+                time.sleep(2)
+        waited = time.monotonic() - t0
+        if waited > 2:
+            print(f"fleet tests waited {waited:.0f} s for another session ({LOCK_PATH})")
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@pytest.fixture(scope="session")
+def fleet_image(fleet_lock) -> str:
     """The test-host image, built once and cached by the hash of its build script."""
     _need("podman")
     _need("debootstrap")

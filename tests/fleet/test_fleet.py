@@ -40,9 +40,11 @@ def fleet(fleet_image, controller_ready, molecule_runs):
     shutil.rmtree(WORK, ignore_errors=True)
     f = Fleet(FLEET, state_dir=BUILD / "fleet", image=fleet_image, inventory=WORK / "inventory",
               group_vars=REPO / "inventories" / "demo" / "group_vars")
-    f.up(FIRST, BASE_PORT)
-    yield f
-    f.down()
+    try:
+        f.up(FIRST, BASE_PORT)
+        yield f
+    finally:
+        f.down()
 
 
 @pytest.fixture(scope="module")
