@@ -161,3 +161,14 @@ def test_check_mode_on_a_fresh_host_succeeds_and_writes_nothing(tmp_path, wheels
     assert run.rc == 0, run.explain()
     assert run.changed() > 0
     assert not (tmp_path / "opt").exists() and not (tmp_path / "etc").exists()
+
+
+def test_scheduler_none_removes_the_schedule(converged):
+    """Runs last on the converged root: backups then only run from playbooks."""
+    cron = converged["root"] / "cron.d" / "fleetsafe"
+    assert cron.exists()
+    run = harness.run_playbook(converged["playbook"], converged["inventory"],
+                               extra_vars={"fleetsafe_agent_scheduler": "none"})
+    assert run.rc == 0, run.explain()
+    assert not cron.exists()
+    assert "Remove the cron schedule" in run.changed_tasks()
