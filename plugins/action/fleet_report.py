@@ -41,6 +41,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "force": {"type": "bool", "default": False},
     "fail_on_red": {"type": "bool", "default": False},
     "now": {"type": "str"},
+    "run_failures": {"type": "dict", "default": {}},
 }
 
 
@@ -69,6 +70,12 @@ class ActionModule(ActionBase):
         try:
             policy = merge_policy(args["policy"])
             store: Store | None = None
+            failures = {str(h): str(why) for h, why in args["run_failures"].items() if str(h) in set(map(str, args["hosts"]))}
+            if failures and not self._task.check_mode:
+                # Recorded first, so the report below is still made from the store alone.
+                with Store(store_path) as writer:
+                    for host, why in failures.items():
+                        writer.record_run_failure(host, why, now=now, metadata=run_metadata(task_vars))
             if os.path.exists(store_path):
                 store = Store(store_path, create=False)
             else:

@@ -110,6 +110,14 @@ options:
       - The report's time as an ISO-8601 timestamp instead of the current time, for reproducible
         reports and tests. Ages are computed against it, in UTC.
     type: str
+  run_failures:
+    description:
+      - Hosts that failed this run on the controller's side, mapped to the reason (unreachable,
+        a backup task failed). They are recorded in the store first (MON-ALERT) and the host's row
+        is red with that reason until a later successful collection from the host.
+      - Hosts not in O(hosts) are ignored. Nothing is recorded in check mode.
+    type: dict
+    default: {}
 notes:
   - Under AWX/AAP the job variables C(awx_job_id), C(awx_job_launch_type), C(awx_job_template_name),
     C(awx_schedule_name) and C(awx_user_name) are recorded in C(fleet.json) (C(run)).

@@ -443,6 +443,20 @@ def rule_collection(row: dict[str, Any] | None, policy: dict[str, Any], now: dat
     return _check(["MON-DAILY"], GREEN, f"collected {_age_text(max(age, 0.0))} ago", **fig)
 
 
+def rule_last_run(failure: dict[str, Any] | None, row: dict[str, Any] | None) -> dict[str, Any]:
+    """MON-ALERT: the controller's own view of the last run (unreachable, a task failed).
+
+    A failure counts until a later successful collection from the host clears it.
+    """
+    if failure:
+        collected = parse_ts((row or {}).get("last_collect"))
+        failed = parse_ts(failure.get("ts"))
+        if failed is not None and (collected is None or failed >= collected):
+            return _check(["MON-ALERT", "MON-DAILY"], RED, f"last run {iso(failed)}: {failure['reason']}",
+                          failed_at=iso(failed), reason=failure["reason"])
+    return _check(["MON-ALERT"], GREEN, "last run reached the host")
+
+
 # --- assembling -------------------------------------------------------------------------
 
 
@@ -450,15 +464,20 @@ def host_entry(store: Store | None, name: str, policy: dict[str, Any], now: date
     """One host's row: every figure with its controls, then the worst status wins."""
     row = store.host_row(name) if store else None
     events = store.event_count(name) if store and row else 0
+    last_run = rule_last_run(store.last_run_failure(name) if store and row else None, row)
     if not row or events == 0:
         why = "never collected" if not row or not row.get("last_collect") else "collected, but the host has no audit events yet"
         if row and row.get("chain_status") == "broken":
             why = row.get("chain_error") or why
+        reasons = [{"controls": ["MON-DAILY", "AUD-LOG"], "status": RED, "message": f"no data: {why}"}]
+        if last_run["status"] != GREEN:
+            reasons.insert(0, {"controls": last_run["controls"], "status": RED, "message": last_run["message"]})
         return {
             "name": name,
             "has_data": False,
             "status": RED,
-            "reasons": [{"controls": ["MON-DAILY", "AUD-LOG"], "status": RED, "message": f"no data: {why}"}],
+            "reasons": reasons,
+            "last_run": last_run,
             "collection": rule_collection(row, policy, now),
         }
     assert store is not None
@@ -468,6 +487,7 @@ def host_entry(store: Store | None, name: str, policy: dict[str, Any], now: date
     last_attempt = store.last_event(name, "backup")
     count, items = store.failures_since(name, now - timedelta(hours=policy["failure_window_hours"]))
     checks = {
+        "last_run": last_run,
         "last_full": rule_full(last_full, policy, now),
         "last_incremental": rule_incremental(last_incr, policy, now, zone),
         "verify": rule_verify(store.recent_events(name, "verify", 60), policy, now),
@@ -481,7 +501,7 @@ def host_entry(store: Store | None, name: str, policy: dict[str, Any], now: date
         {"time": e.get("start") or e.get("ts"), "bytes_added": _details(e).get("bytes_added"), "type": _details(e).get("type"), "status": e.get("status")}
         for e in reversed(store.recent_events(name, "backup", 30))
     ]
-    order = ("audit_chain", "failures", "last_full", "last_incremental", "verify", "collection")
+    order = ("last_run", "audit_chain", "failures", "last_full", "last_incremental", "verify", "collection")
     reasons = [
         {"controls": checks[k]["controls"], "status": checks[k]["status"], "message": checks[k]["message"]}
         for k in order

@@ -43,7 +43,7 @@ from ansible_collections.fleetsafe.backup.plugins.module_utils._audit_read impor
     check_chain,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: statuses that count as a failure in the report's window (AUD-LOG: success / partial / failure;
 #: AC-LOG: denied; verify: damaged; restore: refused)
@@ -122,8 +122,21 @@ _SCHEMA_V1 = (
     "CREATE INDEX IF NOT EXISTS collections_by_host ON collections (host, id)",
 )
 
-#: migrations[n] brings a version-n file to version n+1; empty while we are at v1
-_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+#: migrations[n] brings a version-n file to version n+1
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # v2: why a host failed a run on the controller's side (unreachable, backup task
+    # failed) -- facts the host's own audit log cannot hold (MON-ALERT).
+    1: (
+        """CREATE TABLE IF NOT EXISTS run_failures (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            host       TEXT NOT NULL,
+            ts         TEXT NOT NULL,
+            reason     TEXT NOT NULL,
+            controller TEXT,
+            awx_job_id TEXT)""",
+        "CREATE INDEX IF NOT EXISTS run_failures_by_host ON run_failures (host, id)",
+    ),
+}
 
 
 class StoreError(Exception):
@@ -289,14 +302,14 @@ class Store:
             if version == 0:
                 for statement in _SCHEMA_V1[1:]:
                     conn.execute(statement)
-                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
                 conn.execute("INSERT INTO meta (key, value) VALUES ('created', ?)", (iso(utc_now()),))
-            else:
-                while version < SCHEMA_VERSION:
-                    for statement in _MIGRATIONS[version]:
-                        conn.execute(statement)
-                    version += 1
-                    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+                version = 1
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement)
+                version += 1
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
 
     def schema_version(self) -> int:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -478,7 +491,26 @@ class Store:
             )
             conn.execute("UPDATE hosts SET last_collect = ? WHERE name = ?", (stamp, host))
 
+    def record_run_failure(self, host: str, reason: str, *, now: datetime | None = None, metadata: dict[str, Any] | None = None) -> None:
+        """The controller saw ``host`` fail this run (unreachable, a task failed): MON-ALERT evidence.
+
+        Kept apart from ``collections``: the host was not collected, so its
+        ``last_collect`` must not move.
+        """
+        meta = metadata or {}
+        stamp = iso(now or utc_now())
+        with self._write() as conn:
+            self._ensure_host(conn, host, stamp)
+            conn.execute(
+                "INSERT INTO run_failures (host, ts, reason, controller, awx_job_id) VALUES (?, ?, ?, ?, ?)",
+                (host, stamp, reason, _text(meta.get("controller")), _text(meta.get("awx_job_id"))),
+            )
+
     # --- queries for reports -------------------------------------------------------------
+
+    def last_run_failure(self, host: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT * FROM run_failures WHERE host = ? ORDER BY id DESC LIMIT 1", (host,)).fetchone()
+        return dict(row) if row else None
 
     def host_names(self) -> list[str]:
         return [row["name"] for row in self._conn.execute("SELECT name FROM hosts ORDER BY name")]

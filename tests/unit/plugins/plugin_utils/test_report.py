@@ -154,6 +154,26 @@ def test_host_without_data_appears_and_is_red(store):
     assert report["summary"] == {"hosts": 2, "green": 1, "amber": 0, "red": 1}
 
 
+def test_run_failure_is_red_with_its_reason_until_a_later_collection(store):
+    """MON-ALERT: an unreachable host keeps its data but its row says why this run failed."""
+    chain = Chain("web1")
+    healthy_day(chain, NOW)
+    collected(store, chain, at=NOW - timedelta(hours=1))
+    store.record_run_failure("web1", "unreachable: ssh: connect to host 127.0.0.1 port 22001: Connection refused", now=NOW)
+    store.record_run_failure("ghost", "unreachable: Name or service not known", now=NOW)
+    report = build_report(store, ["web1", "ghost"], POLICY, NOW)
+    web1, ghost = host(report, "web1"), host(report, "ghost")
+    assert web1["status"] == "red" and web1["last_run"]["status"] == "red"
+    assert "Connection refused" in web1["reasons"][0]["message"] and "MON-ALERT" in web1["reasons"][0]["controls"]
+    assert ghost["status"] == "red" and ghost["has_data"] is False
+    assert "Name or service not known" in ghost["reasons"][0]["message"]
+    assert "no data" in ghost["reasons"][1]["message"]
+    # the next run reaches web1 again: the failure is history, the row is green
+    collected(store, chain, at=NOW + timedelta(minutes=5))
+    later = host(build_report(store, ["web1"], POLICY, NOW + timedelta(minutes=5)), "web1")
+    assert later["last_run"]["status"] == "green" and later["status"] == "green", later["reasons"]
+
+
 def test_missing_store_reports_every_host(tmp_path):
     report = build_report(None, ["a", "b"], POLICY, NOW)
     assert [h["status"] for h in report["hosts"]] == ["red", "red"]

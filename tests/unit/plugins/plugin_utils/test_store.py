@@ -57,6 +57,20 @@ def test_refuses_newer_schema(tmp_path):
         Store(path)
 
 
+def test_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
+    path = str(tmp_path / "s.db")
+    with Store(path) as s:
+        s.add_events("web1", chain_of(3).events)
+        # make it look like a file written by schema version 1
+        s._conn.execute("DROP TABLE run_failures")
+        s._conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with Store(path) as s:
+        assert s.schema_version() == SCHEMA_VERSION == 2
+        assert s.event_count("web1") == 3
+        s.record_run_failure("web1", "unreachable")
+        assert s.last_run_failure("web1")["reason"] == "unreachable"
+
+
 def test_missing_store_not_created_for_reading(tmp_path):
     with pytest.raises(StoreError, match="does not exist"):
         Store(str(tmp_path / "nope.db"), create=False)
