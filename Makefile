@@ -8,13 +8,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 .PHONY: venv deps test demo lint clean wheels collections
 
 # Debian packages the suite and the demo need (idempotent, quick when present).
-APT_PACKAGES := python3-venv openssh-server openssl zstd
+# chromium: the report's HTML is checked in a real browser (tests/integration/report).
+APT_PACKAGES := python3-venv openssh-server openssl zstd chromium
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq $$missing; fi
 
 $(VENV)/.installed: requirements-dev.txt agent/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,8 +25,9 @@ $(VENV)/.installed: requirements-dev.txt agent/pyproject.toml
 
 venv: deps $(VENV)/.installed
 
+# FLEETSAFE_REQUIRE_SERVICES=1: a missing sshd/SeaweedFS/SMTP fails the run instead of skipping.
 test: venv
-	$(VENV)/bin/pytest -q tests
+	FLEETSAFE_REQUIRE_SERVICES=1 $(VENV)/bin/pytest -q tests
 
 # --- the demo: this machine as a one-host fleet ------------------------------
 # Ansible finds this working tree as the collection fleetsafe.backup through a
