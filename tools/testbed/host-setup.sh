@@ -12,9 +12,10 @@ for p in "${PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
   echo "host-setup: installing ${missing[*]}"
-  apt-get update -qq
+  # Wait for a dpkg lock held by another apt run (make deps, another clone) instead of failing.
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
   # sshd is not started by the install: /usr/sbin/policy-rc.d refuses it on this machine.
-  apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # crun (podman's default runtime) fails on this kernel: "cgroups in hybrid mode not
