@@ -21,21 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from collection_link import COLLECTIONS, link_collection
 
 ROOT = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
-COLLECTIONS = ROOT / "build" / "collections"
-
-
-def link_collection() -> Path:
-    ns = COLLECTIONS / "ansible_collections" / "fleetsafe"
-    ns.mkdir(parents=True, exist_ok=True)
-    link = ns / "backup"
-    if not link.exists():
-        tmp = ns / f".backup.{os.getpid()}"
-        tmp.symlink_to(ROOT)
-        os.replace(tmp, link)
-    return COLLECTIONS
 
 
 _WHEELS: Path | None = None
@@ -148,7 +137,7 @@ def run_playbook(playbook: Path, inventory: Path, *args: str, extra_vars: dict[s
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
     try:
-        proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run(argv, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
         return PlaybookRun(proc, record)
     finally:
