@@ -16,6 +16,11 @@ out=${1:-build/wheels}
 pip=${PIP:-.venv/bin/pip}
 tmp=$(mktemp -d build/.wheels.XXXXXX 2>/dev/null || { mkdir -p build && mktemp -d build/.wheels.XXXXXX; })
 trap 'rm -rf "$tmp"' EXIT
+# Reproducible: the same source gives byte-identical wheels (zip timestamps from
+# SOURCE_DATE_EPOCH), so a rebuild or another clone of the same commit does not
+# make the role reinstall the agent on every host (the epoch is the last commit
+# that touched agent/, so other commits leave the wheel as it was).
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct -- agent 2>/dev/null || echo 315532800)}
 sed -n '/^# agent runtime deps/,$p' requirements-dev.txt | grep -v '^#' | grep -v '^$' >"$tmp/constraints.txt"
 "$pip" wheel --quiet --disable-pip-version-check -w "$tmp/wheels" -c "$tmp/constraints.txt" ./agent pip
 (cd "$tmp/wheels" && sha256sum -- *.whl >SHA256SUMS)
