@@ -332,6 +332,35 @@ def parse_config(data: object, *, path: Path | None = None) -> AgentConfig:
     )
 
 
+def _strict_loader() -> type:
+    """A SafeLoader that rejects a key given twice in one mapping, at any level.
+
+    PyYAML keeps the last value silently: an appended second ``targets:`` would switch the
+    repository, a second ``sources:`` replace the sources.  The configuration is strict.
+    """
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, int] = {}
+                for key_node, _value in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue  # "<<: *base": explicit keys may override merged ones
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.get(key)
+                    except TypeError:  # an unhashable key: construct_mapping reports it
+                        continue
+                    line = key_node.start_mark.line + 1
+                    if first is not None:
+                        raise ConfigError(f"duplicate key {key!r} (line {first} and line {line})")
+                    seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
 def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     """Read and validate the YAML file at ``path`` (ConfigError on any problem)."""
     import yaml  # imported here so that --help works without PyYAML
@@ -344,7 +373,9 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read: {exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc.details.get('msg', exc)}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
     try:

@@ -113,6 +113,37 @@ def test_file_errors(tmp_path: Path) -> None:
         load_config(empty)
 
 
+def test_duplicate_keys_are_rejected_at_any_level(tmp_path: Path) -> None:
+    good = yaml.safe_dump(base(), sort_keys=False)
+    cases = {
+        # an appended second targets: would silently switch the repository
+        "targets": (good + "targets:\n  - {name: other, url: /srv/other}\n", "'targets'"),
+        "sources": (good + "sources: [/tmp]\n", "'sources'"),
+        "nested": (good.replace("version: 1\n", "version: 1\nverify:\n  read_data_percent: 5\n  read_data_percent: 50\n"),
+                   "'read_data_percent'"),
+        "in_list": (good + "hooks:\n  timeout: 5\n  timeout: 6\n", "'timeout'"),
+    }
+    for name, (text, key) in cases.items():
+        f = tmp_path / f"{name}.yml"
+        f.write_text(text)
+        lines = [i for i, ln in enumerate(text.splitlines(), 1) if ln.strip().startswith(key.strip("'") + ":")]
+        assert len(lines) == 2, name
+        with pytest.raises(ConfigError) as ei:
+            load_config(f)
+        msg = str(ei.value)
+        assert f"duplicate key {key}" in msg and f"line {lines[0]}" in msg and f"line {lines[1]}" in msg, msg
+        assert str(f) in msg and ei.value.exit_code == EXIT_USAGE
+    # a target list entry with a key twice
+    f = tmp_path / "target.yml"
+    f.write_text(good.replace("url: /srv/fleetsafe/repo", "url: /srv/fleetsafe/repo\n  url: /srv/elsewhere"))
+    with pytest.raises(ConfigError, match=r"duplicate key 'url' \(line \d+ and line \d+\)"):
+        load_config(f)
+    # YAML merge keys stay allowed: an explicit key may override a merged one
+    from fleetsafe.config import _strict_loader
+
+    assert yaml.load("a: &b {x: 1}\nc: {<<: *b, x: 2}\n", Loader=_strict_loader()) == {"a": {"x": 1}, "c": {"x": 2}}
+
+
 def test_unknown_target_name() -> None:
     cfg = parse_config(base())
     with pytest.raises(ConfigError, match="no such target"):
