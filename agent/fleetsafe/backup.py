@@ -307,6 +307,14 @@ def run_backup(repo: Repo, req: BackupRequest, *, progress: Progress | None = No
     t0 = time.time()
     start = iso_utc(t0)
     warnings: list[str] = []
+    forget = getattr(repo, "forget_missing_packs", None)
+    if forget is not None:
+        # Never trust an index entry whose pack is gone (deleted, quarantined by ``repair``):
+        # ``has_blob`` then says no and the blob is stored again from the live file.
+        dropped = forget()
+        if dropped:
+            warnings.append(f"{dropped} pack(s) named by the index are missing: their blobs were stored again "
+                            "where the live files still have them (run `fleetsafe repair`)")
     if parent is None:
         parent = find_parent(repo, req.host, req.sources)
     parent_entries: Iterator[dict[str, Any]] | None = None

@@ -47,6 +47,7 @@ from fleetsafe.commands import (
     cmd_key_help,
     cmd_key_recovery_create,
     cmd_ls,
+    cmd_repair,
     cmd_replicate,
     cmd_restore,
     cmd_selftest,
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--read-data", action="store_true", help="decrypt and authenticate every blob")
     g.add_argument("--read-data-subset", metavar="PERCENT", type=_percent, help="decrypt and authenticate PERCENT of the packs")
+    p = add("repair", cmd_repair, "quarantine damaged packs so the next backup stores their data again")
+    p.add_argument("--dry-run", action="store_true", help="only report what would be quarantined")
     p = add("audit", cmd_audit, "read the audit log (AUD-LOG)")
     p.add_argument("--since", type=_nonneg_int, default=0, metavar="SEQ", help="events with seq > SEQ")
     p.add_argument("--verify-chain", action="store_true", help="check the hash chain; exit 5 when broken")
@@ -230,7 +233,7 @@ def _failure_status(exc: BaseException) -> str:
     return "failure"
 
 
-_AUDITED = {"init", "backup", "snapshots", "ls", "restore", "verify", "replicate", "key"}
+_AUDITED = {"init", "backup", "snapshots", "ls", "restore", "verify", "repair", "replicate", "key"}
 
 
 def _action_name(args: argparse.Namespace | None) -> str | None:

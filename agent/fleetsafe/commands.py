@@ -492,6 +492,48 @@ def cmd_verify(ctx: Ctx) -> Outcome:
         f"{d['read_data_percent']}% read)" + "".join(f"\n  {p['object']}: {p['problem']}" for p in d["problems"])))
 
 
+def cmd_repair(ctx: Ctx) -> Outcome:
+    """Quarantine damaged packs so the next backup stores their blobs again (docs/cli.md)."""
+    from fleetsafe.runtime import local_lock
+    from fleetsafe.verify import run_repair
+
+    dry_run = bool(getattr(ctx.args, "dry_run", False))
+    doc = _base(ctx, "repair")
+    with local_lock(ctx.cfg):
+        backend, repo = _open_repo(ctx)
+        try:
+            with repo.lock(exclusive=not dry_run):
+                result = run_repair(repo, dry_run=dry_run)
+        finally:
+            backend.close()
+    doc["repository"] = repo.id
+    doc.update(result)
+    if result["unrepaired"]:
+        code, status = EXIT_INTEGRITY, "damaged"
+    elif result["damaged_packs"] or result["incomplete_snapshots"]:
+        code, status = EXIT_PARTIAL, "partial"
+    else:
+        code, status = EXIT_OK, "success"
+    audit = Audit("repair", status, result["start"], result["end"], details={
+        "result": result["status"], "dry_run": dry_run, "repository": repo.id, "target": doc["target"],
+        "quarantined": result["quarantined"][:AUDIT_ERRORS_MAX],
+        "incomplete_snapshots": [s["id"] for s in result["incomplete_snapshots"]][:AUDIT_ERRORS_MAX]},
+        errors=[{"path": p["object"], "error": "; ".join(p["problems"])}
+                for p in result["damaged_packs"][:AUDIT_ERRORS_MAX]])
+    return Outcome(doc, code, audit, text=_text_repair)
+
+
+def _text_repair(d: dict[str, Any]) -> str:
+    verb = "would quarantine" if d["dry_run"] else "quarantined"
+    lines = [f"repository {d['repository']}: {d['status']} ({d['packs_checked']} packs, {d['blobs_checked']} blobs read)"]
+    lines += [f"  {verb} {p['object']}: {'; '.join(p['problems'])}" for p in d["damaged_packs"]]
+    lines += [f"  incomplete snapshot {s['id'][:12]}: {s['missing_blobs']} blob(s) missing" for s in d["incomplete_snapshots"]]
+    if d.get("heal"):
+        lines.append(f"  to heal: {d['heal']}")
+    lines += [f"  not repaired: {p['object']}: {p['problem']}" for p in d["unrepaired"]]
+    return "\n".join(lines)
+
+
 def _audit_log(cfg: AgentConfig) -> AuditLog:
     return AuditLog(cfg.audit_log, cfg.host, head_file=cfg.state_dir / "audit.head")
 

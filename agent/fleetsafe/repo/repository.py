@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 KEYS_PREFIX = "keys/"
 INDEX_PREFIX = "index/"
 SNAPSHOT_PREFIX = "snapshots/"
+QUARANTINE_PREFIX = "quarantine/"
 #: Write an index object at least every this many packs, so a crash loses
 #: the index of at most ~1 GiB of uploaded packs (they are re-uploaded).
 INDEX_EVERY_PACKS = 64
@@ -427,6 +428,102 @@ class Repository:
             self._unindexed.extend(added)
             self._write_index()
         return {"packs_added": len(added), "blobs_added": len(self.index) - before, "problems": problems}
+
+    def forget_missing_packs(self) -> int:
+        """Drop in-memory index entries whose pack is not stored; returns how many packs were dropped.
+
+        A ``full`` backup calls this so a blob whose pack vanished (deleted,
+        quarantined by another run) is stored again instead of being trusted.
+        """
+        stored = {_name_hash(i.name) for i in self.backend.list("packs/")}
+        gone = [sha for sha in self.index.packs if sha not in stored]
+        if gone:
+            self.drop_packs_in_memory(set(gone))
+        return len(gone)
+
+    def drop_packs_in_memory(self, packs: set[str]) -> None:
+        """Reload the in-memory index from the index objects, leaving out ``packs``
+        (so a blob with a copy in another pack keeps that copy)."""
+        self.index = Index()
+        self.load_problems = []
+        for info in self.backend.list(INDEX_PREFIX):
+            try:
+                recs = self.read_index_object(info.name)
+            except FleetsafeError as exc:
+                self.load_problems.append({"object": info.name, "problem": str(exc)})
+                continue
+            for record in recs:
+                if record.pack not in packs:
+                    self.index.add_pack(record)
+        for sha in packs:
+            self._dk_cache.pop(sha, None)
+
+    def quarantine_packs(self, shas: Iterable[str]) -> dict[str, Any]:
+        """Move damaged packs to ``quarantine/<sha>`` and write an index without them.
+
+        Order keeps the crash-safety invariant (no index names a missing pack
+        for longer than the repair runs): copy to ``quarantine/`` (evidence),
+        store one fresh index object without the packs' entries, delete the old
+        index objects it replaces, then delete the packs.  Call under an
+        exclusive lock.  Returns ``{"quarantined": [names], "index_objects_replaced": n}``.
+        """
+        self.flush()
+        bad = set(shas)
+        quarantined: list[str] = []
+        for sha in sorted(bad):
+            name = pack_name(sha)
+            qname = QUARANTINE_PREFIX + sha
+            try:
+                data = self.backend.load(name)
+            except ObjectNotFound:
+                data = None
+            if data is not None and not self.backend.exists(qname):
+                self.backend.store(qname, data)
+            quarantined.append(name)
+        names: list[str] = []
+        records: list[PackRecord] = []
+        for info in self.backend.list(INDEX_PREFIX):
+            try:
+                recs = self.read_index_object(info.name)
+            except FleetsafeError:
+                continue
+            if any(r.pack in bad for r in recs):
+                names.append(info.name)
+                records.extend(r for r in recs if r.pack not in bad)
+        if names:
+            merged: dict[str, PackRecord] = {}
+            for r in records:
+                merged.setdefault(r.pack, r)
+            self._unindexed = list(merged.values())
+            if self._unindexed:
+                self._write_index()
+            new_names = {i.name for i in self.backend.list(INDEX_PREFIX)} - set(names)
+            for name in names:
+                if name not in new_names:
+                    self.backend.delete(name)
+        for name in quarantined:
+            try:
+                self.backend.delete(name)
+            except ObjectNotFound:
+                pass
+        self.drop_packs_in_memory(bad)
+        return {"quarantined": quarantined, "index_objects_replaced": len(names)}
+
+    def incomplete_snapshots(self) -> list[dict[str, Any]]:
+        """Snapshots naming a tree or content blob that no index holds: ``[{"id", "missing_blobs"}]``."""
+        out: list[dict[str, Any]] = []
+        for m in self.list_snapshots():
+            trees = [t for t in m.get("tree") or [] if isinstance(t, str)]
+            missing = sum(1 for t in trees if _norm_id(t) not in self.index)
+            if not missing:
+                try:
+                    for e in self.read_tree(trees):
+                        missing += sum(1 for c in e.get("content") or () if bytes.fromhex(c) not in self.index)
+                except FleetsafeError:
+                    missing += 1
+            if missing:
+                out.append({"id": m["id"], "start": m.get("start"), "missing_blobs": missing})
+        return out
 
     # -- trees -------------------------------------------------------------------------------
     def write_tree(self, entries: Iterable[dict[str, Any]]) -> list[str]:

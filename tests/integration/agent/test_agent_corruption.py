@@ -51,3 +51,44 @@ def test_deleted_pack_is_missing(agent: Agent) -> None:
     pack.unlink()
     r = agent.run("verify", expect=5)
     assert any(pack.name in p["object"] for p in r.doc["problems"])
+
+
+def test_repair_quarantines_and_backup_heals(agent: Agent, tmp_path: Path) -> None:
+    payload = os.urandom(2 * 1024 * 1024)
+    (agent.src / "data.bin").write_bytes(payload)
+    (agent.src / "small").write_bytes(b"hello")
+    sid = agent.run("backup", "--type", "full").doc["snapshot_id"]
+    pack = max(agent.packs(), key=lambda p: p.stat().st_size)
+    name = pack.relative_to(agent.repo).as_posix()
+    _flip(pack, pack.stat().st_size // 2)
+    agent.run("verify", "--read-data", expect=5)
+
+    dry = agent.run("repair", "--dry-run", expect=3)
+    assert dry.doc["dry_run"] and [p["object"] for p in dry.doc["damaged_packs"]] == [name]
+    assert pack.exists()
+
+    r = agent.run("repair", expect=3)
+    assert r.doc["status"] == "repaired" and r.doc["quarantined"] == [name]
+    assert not pack.exists()
+    assert (agent.repo / "quarantine" / pack.name).exists()  # kept as evidence
+    assert sid in {s["id"] for s in r.doc["incomplete_snapshots"]} and r.doc["heal"]
+    ev = agent.events()[-1]
+    assert ev["action"] == "repair" and ev["details"]["quarantined"] == [name]
+
+    b = agent.run("backup", "--type", "full")
+    assert b.doc["bytes_added"] >= len(payload)  # the lost blobs were stored again
+    assert agent.run("verify", "--read-data").doc["status"] == "ok"
+    assert agent.run("repair").doc["status"] == "ok"
+
+    out = tmp_path / "out"
+    agent.run("restore", sid, "--target-dir", str(out))
+    assert (out / str(agent.src).lstrip("/") / "data.bin").read_bytes() == payload
+    assert (out / str(agent.src).lstrip("/") / "small").read_bytes() == b"hello"
+
+
+def test_full_backup_restores_blobs_of_a_missing_pack(agent: Agent) -> None:
+    (agent.src / "f").write_bytes(os.urandom(100_000))
+    agent.run("backup", "--type", "full")
+    max(agent.packs(), key=lambda p: p.stat().st_size).unlink()
+    b = agent.run("backup", "--type", "full")
+    assert b.doc["bytes_added"] >= 100_000 and b.doc["warnings"]
