@@ -50,8 +50,9 @@ TRIGGER_ENV = "FLEETSAFE_TRIGGER"
 AWX_JOB_ENV = "FLEETSAFE_AWX_JOB_ID"
 TRIGGERS = ("timer", "ansible", "cli")
 
-#: statuses an event may carry (AUD-LOG: success / partial / failure; AC-LOG: denied)
-STATUSES = ("success", "partial", "failure", "denied", "damaged", "refused")
+#: statuses an event may carry (AUD-LOG: success / partial / failure; AC-LOG: denied;
+#: locked: another run held the lock, nothing was attempted)
+STATUSES = ("success", "partial", "failure", "denied", "damaged", "refused", "locked")
 
 
 class AuditError(FleetsafeError):

@@ -223,6 +223,9 @@ def _audit_append(cfg: AgentConfig | None, audit: Audit) -> str | None:
 
 
 def _failure_status(exc: BaseException) -> str:
+    special = getattr(exc, "audit_status", None)
+    if special:
+        return str(special)  # "locked" (an overlapping run did nothing); "denied" (wrong passphrase)
     # AC-LOG: a key that does not open the repository, or a key/file we may not read, is a denied attempt.
     if isinstance(exc, (NoMatchingKeySlot, PermissionError)):
         return "denied"

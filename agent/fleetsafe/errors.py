@@ -53,6 +53,8 @@ class FleetsafeError(Exception):
     template = "{msg}"
     exit_code = EXIT_FAILURE
     kind = "failure"
+    #: the audit event status of a run that ended in this error, when not ``failure``
+    audit_status: str | None = None
 
     def __init__(self, msg: str = "", **details: Any) -> None:
         self.details = dict(details)
@@ -105,7 +107,7 @@ class AuthenticationFailed(IntegrityError):
 
 
 # --- keys -----------------------------------------------------------------------
-class KeyError_(FleetsafeError):  # noqa: N801 - avoid shadowing builtins.KeyError
+class KeyError_(FleetsafeError):  # the underscore: not to shadow builtins.KeyError
     exit_code = EXIT_KEY
     kind = "key"
 
@@ -118,6 +120,12 @@ class NoMatchingKeySlot(KeyError_):
 class KeyFileError(KeyError_):
     template = "key file {path}: {msg}"
     kind = "key_file"
+
+
+class WrongPassphrase(KeyFileError):
+    """The recovery private key does not decrypt with the passphrase given: an access denial (AC-LOG)."""
+
+    audit_status = "denied"
 
 
 # --- storage ------------------------------------------------------------------------
@@ -192,6 +200,8 @@ class LockedError(FleetsafeError):
     template = "repository is locked by {holder}"
     exit_code = EXIT_LOCKED
     kind = "locked"
+    #: an overlapping run that did nothing is not a failed backup
+    audit_status = "locked"
 
 
 # --- restore ------------------------------------------------------------------------

@@ -72,6 +72,7 @@ from fleetsafe.errors import (
     FormatError,
     KeyFileError,
     UnsupportedVersion,
+    WrongPassphrase,
 )
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,8 @@ def load_recovery_private(path: str | os.PathLike[str], passphrase: bytes, *, st
     try:
         key = load_pem_private_key(data, password=passphrase)
     except (ValueError, TypeError) as exc:
+        if b"ENCRYPTED" in data:
+            raise WrongPassphrase("cannot decrypt the private key (wrong passphrase?)", path=str(path)) from exc
         raise KeyFileError("cannot decrypt or parse the private key (wrong passphrase?)", path=str(path)) from exc
     if not isinstance(key, X25519PrivateKey):
         raise KeyFileError("not an X25519 private key", path=str(path))

@@ -72,7 +72,8 @@ def test_overlapping_run_exits_locked_immediately(agent: Agent) -> None:
         r = agent.run("backup", expect=4)
     assert r.doc["error"] == "locked"
     ev = agent.events()[-1]
-    assert ev["action"] == "backup" and ev["status"] == "failure" and ev["details"]["error"] == "locked"
+    # an overlapping timer run is not a failed backup: its own status, so reports do not count it
+    assert ev["action"] == "backup" and ev["status"] == "locked" and ev["details"]["error"] == "locked"
     agent.run("backup")  # lock released: runs
 
 
@@ -173,7 +174,10 @@ def test_dead_host_restore_with_recovery_key(tmp_path: Path) -> None:
     ev = new.events()[-1]
     assert ev["action"] == "restore" and ev["details"]["key"] == {"type": "recovery", "fingerprint": rk["fingerprint"]}
     pw.write_text("wrong\n")
-    new.run("--recovery-key", str(org / "rec.pem"), "snapshots", expect=6)
+    r = new.run("--recovery-key", str(org / "rec.pem"), "snapshots", expect=6)
+    assert r.doc["error"] == "key_file" and "wrong passphrase" in r.doc["message"]
+    ev = new.events()[-1]
+    assert ev["action"] == "snapshots" and ev["status"] == "denied" and ev["details"]["error"] == "key_file"  # AC-LOG
 
 
 def test_progress_never_on_stdout_and_not_without_tty(agent: Agent) -> None:
