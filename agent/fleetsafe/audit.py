@@ -19,7 +19,9 @@ Invariants:
   (a timer run and an Ansible run) never write the same ``seq`` twice.  The
   line is written with one ``write`` on an ``O_APPEND`` descriptor and
   fsynced before the action is reported as done.
-* The file is created mode 0640 (AUD-ACCESS; the role sets group ``adm``).
+* The file is created mode 0640 with the group of its directory (AUD-ACCESS: the
+  role makes ``/var/log/fleetsafe`` root:adm 0750, so auditors in ``adm`` can
+  read the log the agent creates there; so does a head file next to it).
 * A head file (``<log>.head``, or one in the state dir) remembers the last
   ``seq`` and ``hash``: it lets the chain continue across log rotation and
   makes a truncated tail detectable (removing the last lines would otherwise
@@ -96,6 +98,22 @@ def current_actor() -> dict[str, Any]:
     return actor
 
 
+def _adopt_dir_group(fd: int, directory: Path) -> None:
+    """Give a file we just created the group of its directory, mode 0640 (AUD-ACCESS).
+
+    Without this the log is root:root 0640 inside a root:adm 0750 directory and the
+    auditors in ``adm`` cannot read it.  Best effort: a user may only chown to a group
+    it is in, and the log must be written anyway.
+    """
+    try:
+        gid = os.stat(directory).st_gid
+        if os.fstat(fd).st_gid != gid:
+            os.fchown(fd, -1, gid)
+        os.fchmod(fd, 0o640)  # chown may clear bits; and umask may have narrowed the mode
+    except OSError:
+        pass
+
+
 @dataclass
 class ChainReport:
     ok: bool
@@ -129,11 +147,19 @@ class AuditLog:
     # --- writing -----------------------------------------------------------------
 
     def _open_for_append(self) -> int:
+        flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        created = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+            try:
+                fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o640)
+                created = True
+            except FileExistsError:
+                fd = os.open(self.path, flags | os.O_CREAT, 0o640)
         except OSError as exc:
             raise AuditError(exc.strerror or str(exc), path=str(self.path)) from exc
+        if created:
+            _adopt_dir_group(fd, self.path.parent)
         try:
             st = os.fstat(fd)
             if st.st_size == 0 and (st.st_mode & 0o777) != 0o640 and st.st_uid == os.geteuid():
@@ -158,6 +184,8 @@ class AuditLog:
             self.head_file.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
             try:
+                if self.head_file.parent == self.path.parent:
+                    _adopt_dir_group(fd, self.head_file.parent)  # readable like the log next to it
                 os.write(fd, json.dumps({"seq": seq, "hash": digest}).encode() + b"\n")
                 os.fsync(fd)
             finally:

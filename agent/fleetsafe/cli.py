@@ -115,11 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("backup", cmd_backup, "take a snapshot (FREQ-FULL / FREQ-INCR)")
     p.add_argument("--type", choices=("full", "incremental"), default="incremental", dest="backup_type")
     p.add_argument("--source", action="append", metavar="PATH", help="back up this absolute path instead of the configured sources")
-    add("snapshots", cmd_snapshots, "list snapshots, oldest first")
+    p = add("snapshots", cmd_snapshots, "list snapshots, oldest first")
+    _no_lock_option(p)
     p = add("ls", cmd_ls, "list the entries of a snapshot")
     p.add_argument("snapshot", metavar="SNAPSHOT", help="snapshot id, unique prefix, or 'latest'")
     p.add_argument("--include", action="append", metavar="PATH", default=[], help="only PATH and what is below it")
     p.add_argument("--limit", type=_nonneg_int, default=1000, metavar="N", help="at most N entries (0 = all; default 1000)")
+    _no_lock_option(p)
     add("replicate", cmd_replicate, "copy new objects to the other targets (LOC-OFFSITE, LOC-CLOUD)")
     p = add("restore", cmd_restore, "restore a snapshot (REST-SAFE)")
     p.add_argument("snapshot", metavar="SNAPSHOT", help="snapshot id, unique prefix, or 'latest'")
@@ -128,10 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing files (never writes through symlinks)")
     p.add_argument("--sample", type=_positive_int, metavar="N",
                    help="VER-SAMPLE: restore N random files, hash them and compare with the live files")
+    _no_lock_option(p)
     p = add("verify", cmd_verify, "check the repository (VER-CHECKSUM, ENC-TEST)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--read-data", action="store_true", help="decrypt and authenticate every blob")
     g.add_argument("--read-data-subset", metavar="PERCENT", type=_percent, help="decrypt and authenticate PERCENT of the packs")
+    _no_lock_option(p)
     p = add("repair", cmd_repair, "quarantine damaged packs so the next backup stores their data again")
     p.add_argument("--dry-run", action="store_true", help="only report what would be quarantined")
     p = add("audit", cmd_audit, "read the audit log (AUD-LOG)")
@@ -152,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     kp.add_argument("--public", metavar="PATH", required=True)
     kp.set_defaults(func=cmd_key_recovery_create)
     return parser
+
+
+def _no_lock_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-lock", action="store_true",
+                   help="do not take the shared repository lock (read-only media; taken automatically when the "
+                        "lock cannot be written)")
 
 
 def _percent(text: str) -> float:

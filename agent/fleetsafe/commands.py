@@ -377,6 +377,61 @@ def _latest_snapshot_id(repo: Any, host: str) -> str:
     return str(snaps[-1]["id"])
 
 
+def _is_read_only_error(exc: BaseException) -> bool:
+    """The target refuses writes because it is read-only or we may not write there."""
+    import errno
+
+    if getattr(exc, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return True
+    text = str(exc)
+    return any(t in text for t in ("Read-only file system", "Permission denied", "Operation not permitted",
+                                   "AccessDenied"))
+
+
+def _shared_lock(ctx: Ctx, repo: Any, warnings: list[str]) -> Any:
+    """The shared repository lock of a read-only command, or none.
+
+    With ``--no-lock``, or when the lock object cannot be written because the
+    target is read-only or permission-denied (disaster recovery from a
+    write-protected disk), the command runs without a lock and says so in
+    ``warnings`` and on stderr.  Any other lock failure (locked, target down) stands.
+    """
+    import contextlib
+
+    from fleetsafe.errors import StorageError
+
+    if getattr(ctx.args, "no_lock", False):
+        msg = "--no-lock: running without the repository lock (a concurrent prune could remove data being read)"
+        log.warning("%s", msg)
+        warnings.append(msg)
+        return contextlib.nullcontext()
+    lk = repo.lock(exclusive=False)
+    try:
+        lk.acquire()
+    except StorageError as exc:
+        if not _is_read_only_error(exc):
+            raise
+        msg = (f"repository lock not taken, the target is not writable ({exc}): "
+               "running without a lock (read-only access)")
+        log.warning("%s", msg)
+        warnings.append(msg)
+        return contextlib.nullcontext()
+    return _Held(lk)
+
+
+class _Held:
+    """Context manager releasing an already acquired lock."""
+
+    def __init__(self, lk: Any) -> None:
+        self.lk = lk
+
+    def __enter__(self) -> Any:
+        return self.lk
+
+    def __exit__(self, *exc: object) -> None:
+        self.lk.release()
+
+
 def cmd_restore(ctx: Ctx) -> Outcome:
     import shutil
 
@@ -389,9 +444,10 @@ def cmd_restore(ctx: Ctx) -> Outcome:
     doc = _base(ctx, "restore")
     samples: list[dict[str, Any]] | None = None
     include: list[Any] = list(args.include)
+    lock_warnings: list[str] = []
     backend, repo = _open_repo(ctx)
     try:
-        with repo.lock(exclusive=False):
+        with _shared_lock(ctx, repo, lock_warnings):
             snap = args.snapshot
             if snap == "latest":
                 snap = _latest_snapshot_id(repo, cfg.host)
@@ -428,6 +484,8 @@ def cmd_restore(ctx: Ctx) -> Outcome:
         backend.close()
     doc["repository"] = repo.id
     doc.update(result)
+    if lock_warnings:
+        doc["warnings"] = lock_warnings + list(doc.get("warnings") or [])
     code = EXIT_PARTIAL if result["status"] == "partial" else EXIT_OK
     status = result["status"]
     details: dict[str, Any] = {
@@ -472,14 +530,16 @@ def cmd_verify(ctx: Ctx) -> Outcome:
     else:
         fraction = cfg.verify.read_data_percent / 100.0
     doc = _base(ctx, "verify")
+    lock_warnings: list[str] = []
     backend, repo = _open_repo(ctx)
     try:
-        with repo.lock(exclusive=False):
+        with _shared_lock(ctx, repo, lock_warnings):
             result = run_verify(repo, fraction)
     finally:
         backend.close()
     doc["repository"] = repo.id
     doc.update(result)
+    doc["warnings"] = lock_warnings
     damaged = result["status"] != "ok"
     code = EXIT_INTEGRITY if damaged else EXIT_OK
     audit = Audit("verify", "damaged" if damaged else "success", result["start"], result["end"], details={

@@ -37,7 +37,9 @@ def _translate(exc: OSError, name: str, location: str, *, writing: bool = False)
         return ObjectNotFound(name=name, backend=location)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return StorageFull(str(exc.strerror), backend=location)
-    return StorageError(f"{location}: {name}: {exc.strerror}")
+    err = StorageError(f"{location}: {name}: {exc.strerror}")
+    err.errno = exc.errno  # type: ignore[attr-defined]  # lets read-only commands tell EROFS/EACCES apart
+    return err
 
 
 class LocalBackend(Backend):

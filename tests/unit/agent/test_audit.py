@@ -51,6 +51,36 @@ def test_file_mode_0640(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(log.path).st_mode) == 0o640
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another group needs root")
+def test_created_log_takes_the_group_of_its_directory(tmp_path: Path) -> None:
+    # AUD-ACCESS: /var/log/fleetsafe is root:adm 0750; a root:root log in it is unreadable for adm.
+    gid = 4242
+    logdir = tmp_path / "log"
+    logdir.mkdir(mode=0o750)
+    os.chown(logdir, 0, gid)
+    old = os.umask(0o077)
+    try:
+        log = AuditLog(logdir / "audit.jsonl", "web1")  # head file next to the log
+        log.append("init", "success")
+        log.append("backup", "success")
+    finally:
+        os.umask(old)
+    for path in (log.path, log.head_file):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, gid, 0o640), path
+    # A log that already exists keeps its owner and group (the agent only sets them on creation).
+    os.chown(log.path, 0, 0)
+    log.append("verify", "success")
+    assert os.stat(log.path).st_gid == 0
+    # A head file elsewhere (the CLI keeps it in the 0700 state dir) keeps the default group.
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    other = AuditLog(logdir / "other.jsonl", "web1", head_file=state / "audit.head")
+    other.append("init", "success")
+    assert os.stat(other.path).st_gid == gid and os.stat(state / "audit.head").st_gid == 0
+    assert log.verify_chain().ok and other.verify_chain().ok
+
+
 def test_unknown_trigger_is_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEETSAFE_TRIGGER", "evil\nvalue")
     assert current_actor()["via"] == "cli"
