@@ -505,11 +505,32 @@ def cmd_restore(ctx: Ctx) -> Outcome:
             # VER-SAMPLE found damage: the restored copy of an unchanged file differs.
             code, status = EXIT_INTEGRITY, "damaged"
             doc["status"] = status
+        counts = details["sample"]
+        compared = counts["match"] + counts["differs"]
+        others = ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in ("changed", "missing", "unreadable", "not_restored")
+                           if counts[k])
+        doc["sample_verdict"] = (f"{'DAMAGED' if differs else 'OK'}: {len(samples)} file(s) sampled, {compared} compared "
+                                 f"with the unchanged live file, {counts['differs']} differ"
+                                 + (f", {counts['not_restored']} not restored" if counts["not_restored"] else "")
+                                 + (f" (not comparable: {others})" if others else ""))
+        details["sample_verdict"] = doc["sample_verdict"]
     audit = Audit("restore", status, result["start"], result["end"], data_sets=list(result["data_sets"]), details=details,
                   errors=errors)
-    return Outcome(doc, code, audit, text=lambda d: (
-        f"restored snapshot {d['snapshot'][:12]} into {d['target_dir']}: {d['files']} files, {d['dirs']} dirs, "
-        f"{d['bytes']} bytes ({d['status']})" + "".join(f"\n  error: {e['path']}: {e['error']}" for e in d["errors"])))
+    return Outcome(doc, code, audit, text=_text_restore)
+
+
+def _text_restore(d: dict[str, Any]) -> str:
+    if "samples" in d:
+        where = "staging copy removed" if d.get("target_dir_removed") else f"restored copies in {d['target_dir']}"
+        lines = [f"sample restore of snapshot {d['snapshot'][:12]} ({where})"]
+        lines += [f"  {s['live']:12} {s['path']}" for s in d["samples"]]
+        lines.append(d["sample_verdict"])
+    else:
+        lines = [(f"restored snapshot {d['snapshot'][:12]} into {d['target_dir']}: {d['files']} files, {d['dirs']} dirs, "
+                  f"{d['bytes']} bytes ({d['status']})")]
+    lines += [f"  error: {e['path']}: {e['error']}" for e in d["errors"]]
+    lines += [f"  warning: {w}" for w in d.get("warnings") or []]
+    return "\n".join(lines)
 
 
 def _show(p: str | bytes) -> str:

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetsafe.errors import FleetsafeError, RestoreRefused
+from fleetsafe.errors import EXIT_NOT_FOUND, FleetsafeError, RestoreRefused
 from fleetsafe.pathnames import display_path
 
 OnError = Callable[[bytes, BaseException], None]
@@ -62,6 +62,14 @@ class RestoreAborted(FleetsafeError):
 
     template = "restore into {path} aborted after {done} file(s): {msg}"
     kind = "restore_aborted"
+
+
+class IncludeNotFound(FleetsafeError):
+    """``--include PATH`` names nothing in the snapshot (exit 9, like a missing snapshot)."""
+
+    template = "--include {path} matches nothing in the snapshot{msg}"
+    exit_code = EXIT_NOT_FOUND
+    kind = "path_not_found"
 
 
 class UnsafePath(RestoreRefused):
@@ -237,7 +245,7 @@ def plan_restore(entries: Iterable[dict[str, Any]] | EntrySource, include: Seque
 
     for p in incl:
         if p not in matched:
-            raise refuse(p, "--include matches nothing in the snapshot")
+            raise IncludeNotFound(" (list its entries with `fleetsafe ls`)", path=display_path(b"/" + p))
 
     promoted: dict[bytes, dict[str, Any]] = {}
     warnings: list[str] = []
@@ -391,6 +399,10 @@ class RestoreWriter:
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise refuse(self.target, "target directory is a symlink or not a directory") from exc
+            if exc.errno in _FATAL_ERRNOS or exc.errno in (errno.EACCES, errno.EPERM):
+                # The target as a whole cannot be written (read-only, full, no permission): docs/cli.md.
+                raise RestoreAborted(exc.strerror or str(exc), path=display_path(self.target),
+                                     done=0) from exc
             raise RestoreRefused(exc.strerror or str(exc), path=display_path(self.target)) from exc
 
     def _error(self, path: bytes, exc: BaseException) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cli_harness import Agent
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a read-only bind mount")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a read-only bind mount")
 
 
 @contextlib.contextmanager
@@ -26,6 +26,7 @@ def read_only(path: Path) -> Iterator[None]:
         subprocess.run(["umount", str(path)], check=True, capture_output=True)
 
 
+@needs_root
 def test_read_only_repository(agent: Agent, tmp_path: Path) -> None:
     (agent.src / "f").write_bytes(b"precious")
     sid = agent.run("backup", "--type", "full").doc["snapshot_id"]
@@ -57,3 +58,32 @@ def test_no_lock_option(agent: Agent, tmp_path: Path) -> None:
     assert any("--no-lock" in w for w in r.doc["warnings"])
     agent.run("snapshots", "--no-lock")
     agent.run("ls", "--no-lock", sid)
+
+
+@needs_root
+def test_restore_into_read_only_filesystem_aborts(agent: Agent, tmp_path: Path) -> None:
+    (agent.src / "f").write_bytes(b"x")
+    sid = agent.run("backup").doc["snapshot_id"]
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    with read_only(ro):
+        r = agent.run("restore", sid, "--target-dir", str(ro / "new"), expect=1)
+    assert r.doc["error"] == "restore_aborted" and "Read-only file system" in r.doc["message"]
+
+
+def test_include_matching_nothing_is_not_found(agent: Agent, tmp_path: Path) -> None:
+    (agent.src / "f").write_bytes(b"x")
+    sid = agent.run("backup").doc["snapshot_id"]
+    r = agent.run("restore", sid, "--target-dir", str(tmp_path / "o"), "--include", "/no/such/path", expect=9)
+    assert r.doc["error"] == "path_not_found" and "/no/such/path matches nothing" in r.doc["message"]
+
+
+def test_sample_text_has_a_verdict_and_no_deleted_path(agent: Agent) -> None:
+    for i in range(4):
+        (agent.src / f"f{i}").write_bytes(os.urandom(100))
+    agent.run("backup", "--type", "full")
+    r = agent.run("restore", "latest", "--sample", "3", json_out=False)
+    assert "OK: 3 file(s) sampled, 3 compared with the unchanged live file, 0 differ" in r.stdout
+    assert "staging copy removed" in r.stdout and str(agent.state) not in r.stdout
+    d = agent.run("restore", "latest", "--sample", "3").doc
+    assert d["sample_verdict"].startswith("OK: 3 file(s) sampled, 3 compared")

@@ -181,9 +181,13 @@ def test_include_subset_with_ancestors_and_promoted_hardlink(tmp_path: Path) -> 
     os.chmod(tmp_path / "t/etc/ro", 0o755)
 
 
-def test_include_matching_nothing_refused() -> None:
-    with pytest.raises(RestoreRefused, match="matches nothing"):
+def test_include_matching_nothing_is_not_found() -> None:
+    from fleetsafe.errors import EXIT_NOT_FOUND
+    from fleetsafe.restore import IncludeNotFound
+
+    with pytest.raises(IncludeNotFound, match="/nope matches nothing") as exc:
         plan_restore([d(b"etc")], ["/nope"])
+    assert exc.value.exit_code == EXIT_NOT_FOUND and exc.value.kind == "path_not_found"
 
 
 def test_hardlink_to_outside_or_later_refused() -> None:
