@@ -27,7 +27,9 @@ Contract:
 
 Manifest fields written (``repo.save_snapshot``): ``tree``, ``type``,
 ``host``, ``paths``, ``start``, ``end``, ``status``, ``parent``, ``stats``,
-``errors`` (capped), ``exclude``, ``agent_version``.
+``errors`` (capped), ``exclude``, ``agent_version``, ``policy_scope`` (the
+snapshot covers exactly the configured ``sources``; a ``full`` of a subset is
+not the FREQ-FULL full; missing in older snapshots = true).
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class BackupRequest:
     backup_type: str = INCREMENTAL
     exclude: tuple[str, ...] = ()
     one_file_system: bool = True
+    #: the sources are exactly the configured ones (no --source subset): only then is a full the policy's full
+    policy_scope: bool = True
 
 
 @dataclass
@@ -101,6 +105,7 @@ class BackupResult:
     data_sets: list[str] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    policy_scope: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -353,6 +358,7 @@ def run_backup(repo: Repo, req: BackupRequest, *, progress: Progress | None = No
         "stats": stats,
         "errors": run.errors[:MANIFEST_ERRORS_MAX],
         "agent_version": __version__,
+        "policy_scope": bool(req.policy_scope),
     }
     snapshot_id = repo.save_snapshot(manifest)
     written_after = dict(getattr(repo, "written", {}) or {})
@@ -367,6 +373,7 @@ def run_backup(repo: Repo, req: BackupRequest, *, progress: Progress | None = No
         data_sets=list(req.sources),
         errors=run.errors,
         warnings=warnings + run.warnings,
+        policy_scope=bool(req.policy_scope),
         bytes_stored=int(written_after.get("bytes", 0)) - int(written_before.get("bytes", 0)),
         packs_added=int(written_after.get("packs", 0)) - int(written_before.get("packs", 0)),
         **run.counts,

@@ -118,6 +118,7 @@ def _snapshot_summary(m: dict[str, Any]) -> dict[str, Any]:
         "status": m.get("status"),
         "parent": m.get("parent"),
         "stats": m.get("stats") or {},
+        "policy_scope": m.get("policy_scope", True) is not False,  # older snapshots: no field = true
     }
 
 
@@ -180,8 +181,12 @@ def cmd_backup(ctx: Ctx) -> Outcome:
     cfg = ctx.cfg
     doc = _base(ctx, "backup")
     sources = _sources(ctx)
+    # FREQ-FULL: only a backup of exactly the configured sources is the policy's (weekly) full.
+    scope = sorted(set(sources)) == sorted(set(cfg.sources))
+    ctx.audit_details["policy_scope"] = scope
     req = BackupRequest(host=cfg.host, sources=sources, backup_type=ctx.args.backup_type,
-                        exclude=cfg.exclude + _own_excludes(cfg), one_file_system=cfg.one_file_system)
+                        exclude=cfg.exclude + _own_excludes(cfg), one_file_system=cfg.one_file_system,
+                        policy_scope=scope)
     hooks = cfg.hooks
     hook_runs: list[dict[str, Any]] = []
     with local_lock(cfg):
@@ -221,7 +226,8 @@ def cmd_backup(ctx: Ctx) -> Outcome:
         result.status = doc["status"] = "partial"
     code = EXIT_PARTIAL if result.status == "partial" else EXIT_OK
     audit = Audit("backup", result.status, result.start, result.end, data_sets=list(sources), details={
-        "snapshot_id": result.snapshot_id, "type": result.type, "parent": result.parent, "target": doc["target"],
+        "snapshot_id": result.snapshot_id, "type": result.type, "policy_scope": result.policy_scope,
+        "parent": result.parent, "target": doc["target"],
         "repository": repo.id, "files": result.files, "bytes_read": result.bytes_read,
         "bytes_added": result.bytes_added, "bytes_stored": result.bytes_stored,
         "duration_seconds": result.duration_seconds, "warnings": result.warnings[:AUDIT_ERRORS_MAX],
@@ -658,8 +664,8 @@ def cmd_status(ctx: Ctx) -> Outcome:
         backend.close()
     last: dict[str, Any] = {}
     for s in snaps:
-        if s.get("host") == cfg.host:
-            last[str(s.get("type"))] = _snapshot_summary(s)
+        if s.get("host") == cfg.host and not (s.get("type") == "full" and s.get("policy_scope", True) is False):
+            last[str(s.get("type"))] = _snapshot_summary(s)  # a full of a --source subset is not the last full
     head = None
     try:
         events = list(_audit_log(cfg).events(since=0))

@@ -274,3 +274,29 @@ def test_backup_hooks(tmp_path: Path) -> None:
     assert marker.read_text().split() == ["failure"]  # after hooks still ran
     ev = [e for e in failing.events() if e["action"] == "backup"][-1]
     assert ev["status"] == "failure" and ev["details"]["error"] == "hook_failed"
+
+
+def test_full_of_a_source_subset_is_not_the_policy_full(agent: Agent) -> None:
+    # FREQ-FULL: `backup --type full --source <subset>` must not count as the weekly full.
+    (agent.src / "etc").mkdir()
+    (agent.src / "etc" / "hostname").write_bytes(b"web1\n")
+    full = agent.run("backup", "--type", "full").doc
+    assert full["policy_scope"] is True
+    same = agent.run("backup", "--type", "full", "--source", str(agent.src) + "/").doc  # the configured list
+    assert same["policy_scope"] is True
+    sub = agent.run("backup", "--type", "full", "--source", str(agent.src / "etc" / "hostname")).doc
+    assert sub["policy_scope"] is False and sub["type"] == "full"
+    ev = agent.events()[-1]
+    assert ev["action"] == "backup" and ev["details"]["policy_scope"] is False
+    assert [e["details"]["policy_scope"] for e in agent.events() if e["action"] == "backup"][-3:] == [True, True, False]
+    snaps = {s["id"]: s for s in agent.run("snapshots").doc["snapshots"]}
+    assert snaps[full["snapshot_id"]]["policy_scope"] is True and snaps[same["snapshot_id"]]["policy_scope"] is True
+    assert snaps[sub["snapshot_id"]]["policy_scope"] is False
+    assert agent.run("status").doc["last_full"]["id"] == same["snapshot_id"]  # the subset full is skipped
+    # A failed run still says what it covered.
+    agent.run("backup", "--source", str(agent.base / "missing"), expect=None)
+    assert agent.events()[-1]["details"]["policy_scope"] is False
+    # Snapshots written before the field existed were backups of the configured sources.
+    from fleetsafe.commands import _snapshot_summary
+
+    assert _snapshot_summary({"id": "ab" * 32, "type": "full"})["policy_scope"] is True
