@@ -503,3 +503,33 @@ def test_compact_index(backend, host_key, repo):
     assert again.check(read_data=1.0)["status"] == "ok"
     assert restore(again, sids[2]) == {b"f": rnd(20_000, seed=2)}
     assert again.compact_index() == 0
+
+
+def test_quarantine_pack_drops_it_from_the_index_and_a_new_backup_heals(repo, backend, host_key) -> None:
+    files = {b"a": rnd(50_000, 1), b"b": rnd(50_000, 2)}
+    sid = backup(repo, files)
+    data_packs = sorted({repo.index.get(bytes.fromhex(c)).pack
+                         for e in repo.read_tree(repo.load_snapshot(sid)["tree"]) for c in e["content"]})
+    bad = data_packs[0]
+    out = repo.quarantine_packs([bad])
+    assert out["quarantined"] == [f"packs/{bad[:2]}/{bad}"]
+    assert backend.exists(f"quarantine/{bad}") and not backend.exists(f"packs/{bad[:2]}/{bad}")
+    assert bad not in repo.index.packs
+    # A fresh open sees the rewritten index: no entry points at the quarantined pack.
+    again = Repository.open(backend, host_key=host_key)
+    assert bad not in again.index.packs and not again.load_problems
+    assert [s["id"] for s in again.incomplete_snapshots()] == [sid]
+    # Content ids: storing the same files again makes the old snapshot whole.
+    backup(again, files)
+    assert again.incomplete_snapshots() == []
+    assert restore(again, sid) == files
+    assert again.check(read_data=1.0)["status"] == "ok"
+
+
+def test_forget_missing_packs(repo, backend) -> None:
+    backup(repo, {b"a": rnd(20_000, 3)})
+    sha = next(iter(repo.index.packs))
+    backend.delete(f"packs/{sha[:2]}/{sha}")
+    assert repo.forget_missing_packs() == 1
+    assert sha not in repo.index.packs
+    assert repo.forget_missing_packs() == 0
