@@ -314,12 +314,17 @@ def main(argv: list[str] | None = None) -> int:
                 # AC-LOG "key use": which key slot opened the repository (fingerprint only).
                 outcome.audit.details.setdefault("key", ctx.audit_details["key"])
             cfg = None
+            cfg_exc: FleetsafeError | None = None
             if ctx is not None:
                 try:
                     cfg = ctx.cfg
-                except FleetsafeError:
-                    cfg = None
+                except FleetsafeError as e:
+                    cfg, cfg_exc = None, e
             warning = _audit_append(cfg, outcome.audit)
+            if warning and cfg is None and outcome.audit.action == "key":
+                # `key create --file` runs before agent.yml exists (or without --config): the event
+                # is lost, so say it on stderr in human mode too, not only in the JSON warnings.
+                log.warning("%s%s", warning, f" ({cfg_exc})" if cfg_exc else "")
             if warning and "error" not in outcome.doc:
                 outcome.doc.setdefault("warnings", []).append(warning)
         outcome.doc.setdefault("exit_code", outcome.exit_code)

@@ -6,6 +6,8 @@ import fcntl
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -300,3 +302,20 @@ def test_full_of_a_source_subset_is_not_the_policy_full(agent: Agent) -> None:
     from fleetsafe.commands import _snapshot_summary
 
     assert _snapshot_summary({"id": "ab" * 32, "type": "full"})["policy_scope"] is True
+
+
+def test_key_create_without_config_warns_on_stderr(tmp_path: Path) -> None:
+    # The role runs `key create --file ...` without --config: the audit event cannot be written,
+    # and a person (no --json) must see that on stderr.
+    agent = make_agent(tmp_path / "h", init=False)
+    env = {**agent.env, "FLEETSAFE_CONFIG": str(tmp_path / "no-such-agent.yml")}
+    for n, json_args in enumerate(([], ["--json"])):
+        key = tmp_path / f"k{n}" / "repo.key"
+        p = subprocess.run([sys.executable, "-m", "fleetsafe", *json_args, "key", "create", "--file", str(key)],
+                           env=env, text=True, capture_output=True, check=False)
+        assert p.returncode == 0 and key.exists(), p.stderr
+        assert "audit event not written" in p.stderr and "no-such-agent.yml" in p.stderr, p.stderr
+        if json_args:
+            assert any("audit event not written" in w for w in json.loads(p.stdout)["warnings"])
+        else:
+            assert "audit event not written" not in p.stdout and "created" in p.stdout  # stdout: the result only
