@@ -186,13 +186,25 @@ def _describe(item):
 
 
 def run_init(agent):
-    """``fleetsafe init``: changed only when the repository was created."""
+    """``fleetsafe init``: changed when the repository was created or a key slot added.
+
+    An existing repository gets a slot for a new recovery public key
+    (``slots_added``); that is a change, and a warning says so, because the
+    older recovery slots still open the repository until they are rotated out.
+    """
     rc, doc = agent.call("init")
     if rc != EXIT_OK or "error" in doc:
         _raise_for_error(rc, doc, "init")
     result = dict(doc)
     result.pop("schema_version", None)
-    result["changed"] = bool(doc.get("created"))
+    added = [str(fp) for fp in (doc.get("slots_added") or [])]
+    warnings = [str(w) for w in (result.pop("warnings", None) or [])]
+    if added and not doc.get("created"):
+        warnings.append("fleetsafe init: recovery key slot(s) added to the existing repository: %s; "
+                        "the older recovery slot(s) still open the repository - removing them is a "
+                        "separate rotation step" % ", ".join(added))
+    result["changed"] = bool(doc.get("created")) or bool(added)
+    result["warnings"] = warnings
     return result
 
 
@@ -239,7 +251,8 @@ def run_backup(agent, backup_type, sources=None, check_mode=False, fail_on_locke
 
 def list_snapshots(agent, last=0, now=None):
     """``fleetsafe snapshots``: read-only.  Returns snapshots (oldest first),
-    the newest full and incremental snapshot, and the count."""
+    the newest full and incremental snapshot that covered the configured
+    sources (``policy_scope`` not false), and the count."""
     rc, doc = agent.call("snapshots")
     if rc != EXIT_OK or "error" in doc:
         _raise_for_error(rc, doc, "snapshots")
@@ -249,7 +262,11 @@ def list_snapshots(agent, last=0, now=None):
                          % type(snapshots).__name__, rc=rc, kind="protocol")
     last_of = {}
     for snap in snapshots:
-        last_of[snap.get("type")] = snap
+        # FREQ-FULL / FREQ-INCR: a backup of a subset of the sources
+        # (``policy_scope`` false, e.g. ``--source``) is listed but is not the
+        # last full or incremental; a missing key (older agents) counts as true.
+        if isinstance(snap, dict) and snap.get("policy_scope", True) is not False:
+            last_of[snap.get("type")] = snap
     shown = snapshots[-last:] if last and last > 0 else snapshots
     now = _utcnow() if now is None else now
     return dict(changed=False, snapshots=shown, count=len(snapshots),

@@ -121,12 +121,17 @@ count:
   type: int
   sample: 14
 last_full:
-  description: The newest full snapshot, or null when there is none.
+  description:
+    - The newest full snapshot that covered the configured sources, or null when there is none.
+    - Snapshots with C(policy_scope=false) (a backup of only some of the sources)
+      are skipped; snapshots without the key (older agents) count.
   returned: always
   type: dict
   sample: {id: a1b2c3d4, type: full, start: "2026-12-03T17:00:00Z"}
 last_incremental:
-  description: The newest incremental snapshot, or null when there is none.
+  description:
+    - The newest incremental snapshot that covered the configured sources, or null when there is none.
+    - Snapshots with C(policy_scope=false) are skipped, as for RV(last_full).
   returned: always
   type: dict
   sample: {id: b2c3d4e5, type: incremental, start: "2026-12-03T18:00:00Z"}

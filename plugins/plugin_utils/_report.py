@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ansible_collections.fleetsafe.backup.plugins.plugin_utils._store import (
+    NOT_FAILURE_STATUSES,
     Store,
     iso,
     parse_ts,
@@ -481,10 +482,12 @@ def host_entry(store: Store | None, name: str, policy: dict[str, Any], now: date
             "collection": rule_collection(row, policy, now),
         }
     assert store is not None
-    last_full = store.last_backup(name, "full")
-    last_incr = store.last_backup(name, "incremental")
+    # FREQ-FULL / FREQ-INCR: a backup of a subset of the sources (policy_scope false) does not count.
+    last_full = store.last_backup(name, "full", policy_scope_only=True)
+    last_incr = store.last_backup(name, "incremental", policy_scope_only=True)
     last_any = store.last_backup(name)
-    last_attempt = store.last_event(name, "backup")
+    # A "locked" run (another run held the lock) neither fails nor ends an outage.
+    last_attempt = store.last_event(name, "backup", exclude_statuses=NOT_FAILURE_STATUSES)
     count, items = store.failures_since(name, now - timedelta(hours=policy["failure_window_hours"]))
     checks = {
         "last_run": last_run,
@@ -567,7 +570,7 @@ def _daily_series(daily: dict[str, dict[str, int]], since: datetime, now: dateti
                 "day": key,
                 "success": counts.get("success", 0),
                 "partial": counts.get("partial", 0),
-                "failure": sum(v for k, v in counts.items() if k not in ("success", "partial")),
+                "failure": sum(v for k, v in counts.items() if k not in ("success", "partial") + NOT_FAILURE_STATUSES),
             }
         )
         day += timedelta(days=1)

@@ -15,6 +15,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from ansible_collections.fleetsafe.backup.plugins.plugin_utils._report import DEFAULT_POLICY
 from ansible_collections.fleetsafe.backup.plugins.plugin_utils._store import parse_ts
 
 COLOURS = {"green": "#1f8a4c", "amber": "#c77c02", "red": "#c0392b", "grey": "#8a94a6"}
@@ -235,11 +236,10 @@ def render_html(report: dict[str, Any]) -> str:
     ]
     thead = "".join(f"<th>{_e(label)}<br>{_ctl(ids)}</th>" for label, ids in header_cols)
     rows = "".join(_host_row(h) for h in report["hosts"])
-    shown_policy = {k: v for k, v in policy.items() if k in (
-        "full_max_age_days", "full_grace_hours", "incr_window_start", "incr_window_end", "incr_interval_minutes",
-        "incr_days", "incr_slack_minutes", "verify_max_age_hours", "read_data_max_age_days", "failure_window_hours",
-        "collect_max_age_hours", "escalate_after_hours",
-    )}
+    # Only the keys this report applies (DEFAULT_POLICY): fleetsafe_policy is shared with other
+    # tasks, and their keys next to ours (incremental_interval_minutes beside incr_interval_minutes,
+    # verify_max_age_days beside verify_max_age_hours) read as contradictions.
+    shown_policy = {k: policy[k] for k in DEFAULT_POLICY if k in policy}
     policy_dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(', '.join(v) if isinstance(v, list) else v)}</dd>" for k, v in shown_policy.items())
     controls = "".join(f"<dt>{_ctl([cid])}</dt><dd>{_e(text)}</dd>" for cid, text in report["controls"].items())
     run = report.get("run") or {}
@@ -264,7 +264,7 @@ def render_html(report: dict[str, Any]) -> str:
 <section id="history"><h2>Backups per day, last {policy["history_days"]} days (UTC) {_ctl(report["daily_backups"]["controls"])}</h2>
 <div class="legend">{legend}</div>{_daily_chart(report["daily_backups"]["days"])}</section>
 <section id="failures"><h2>Failed, partial and denied events ({policy["failure_window_hours"]} h) {_ctl(["AUD-LOG", "AUD-MON", "MON-DAILY"])}</h2>{_failure_section(report["hosts"])}</section>
-<section id="policy"><h2>Policy applied</h2><dl class="policy">{policy_dl}</dl></section>
+<section id="policy"><h2>Policy applied</h2><p class="sub">Only the settings this report applies. Other keys of <code>fleetsafe_policy</code> belong to other tasks and are not shown (e.g. <code>incremental_interval_minutes</code>, the site playbook's re-run interval); <code>verify_max_age_days</code> is applied as <code>verify_max_age_hours</code> (days × 24 + 2 h) unless that is set.</p><dl class="policy">{policy_dl}</dl></section>
 <section id="controls"><h2>Controls cited</h2><dl class="policy">{controls}</dl></section>
 </main>
 <footer>fleetsafe.backup.fleet_report · report schema {report["schema_version"]} · store <code>{_e(report.get("store"))}</code> (schema {_e(report.get("store_schema_version"))}){" · " + run_text if run_text else ""} · fingerprint <code>{_e(report["fingerprint"][:16])}</code></footer>

@@ -48,6 +48,9 @@ SCHEMA_VERSION = 2
 #: statuses that count as a failure in the report's window (AUD-LOG: success / partial / failure;
 #: AC-LOG: denied; verify: damaged; restore: refused)
 FAILURE_STATUSES = ("failure", "partial", "denied", "damaged", "refused")
+# A run that found the repository lock taken (exit 4): another run was busy,
+# nothing failed.  Not a failure, not in the failed bars of the chart.
+NOT_FAILURE_STATUSES = ("locked",)
 
 #: AWX/AAP job variables recorded with each collection when defined (ECOSYSTEM A4)
 AWX_KEYS = ("awx_job_id", "awx_job_launch_type", "awx_job_template_name", "awx_schedule_name", "awx_user_name")
@@ -525,10 +528,24 @@ class Store:
     def _events(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
         return [json.loads(row["event_json"]) for row in self._conn.execute(sql, args)]
 
-    def last_backup(self, host: str, backup_type: str | None = None, statuses: tuple[str, ...] = ("success", "partial")) -> dict[str, Any] | None:
-        """Latest backup event (by start time) of a type with one of ``statuses``."""
+    def last_backup(
+        self,
+        host: str,
+        backup_type: str | None = None,
+        statuses: tuple[str, ...] = ("success", "partial"),
+        policy_scope_only: bool = False,
+    ) -> dict[str, Any] | None:
+        """Latest backup event (by start time) of a type with one of ``statuses``.
+
+        ``policy_scope_only`` skips backups of a subset of the sources
+        (``details.policy_scope`` false, e.g. ``--source``); events without the
+        key (older agents) count as covering the configured sources.
+        """
         sql = "SELECT event_json FROM events WHERE host = ? AND action = 'backup'"
         args: list[Any] = [host]
+        if policy_scope_only:
+            # JSON false reads as 0, a missing key as NULL (= in scope).
+            sql += " AND coalesce(json_extract(event_json, '$.details.policy_scope'), 1) IS NOT 0"
         if backup_type:
             sql += " AND type = ?"
             args.append(backup_type)
@@ -539,11 +556,13 @@ class Store:
         found = self._events(sql, tuple(args))
         return found[0] if found else None
 
-    def last_event(self, host: str, action: str) -> dict[str, Any] | None:
-        found = self._events(
-            "SELECT event_json FROM events WHERE host = ? AND action = ? ORDER BY ts DESC, epoch DESC, seq DESC LIMIT 1",
-            (host, action),
-        )
+    def last_event(self, host: str, action: str, exclude_statuses: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        sql = "SELECT event_json FROM events WHERE host = ? AND action = ?"
+        args: tuple[Any, ...] = (host, action)
+        if exclude_statuses:
+            sql += " AND coalesce(status, '') NOT IN ({})".format(",".join("?" * len(exclude_statuses)))
+            args += tuple(exclude_statuses)
+        found = self._events(sql + " ORDER BY ts DESC, epoch DESC, seq DESC LIMIT 1", args)
         return found[0] if found else None
 
     def first_failure_after(self, host: str, action: str, after: datetime | None) -> dict[str, Any] | None:

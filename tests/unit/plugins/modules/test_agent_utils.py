@@ -137,6 +137,20 @@ def test_init_changed_only_when_created(tmp_path):
     assert run_init(agent)["changed"] is True
 
 
+def test_init_with_an_added_recovery_slot_is_changed_and_warns(tmp_path):
+    agent, _ = fake(tmp_path, 0, {"schema_version": 1, "repository": "3f", "created": False,
+                                  "slots_added": ["SHA256:newrecovery"]})
+    result = run_init(agent)
+    assert result["changed"] is True
+    (warning,) = result["warnings"]
+    assert "SHA256:newrecovery" in warning and "older recovery slot" in warning
+    assert "rotation" in warning
+    agent, _ = fake(tmp_path, 0, {"schema_version": 1, "repository": "3f", "created": False,
+                                  "slots_added": []})
+    result = run_init(agent)
+    assert result["changed"] is False and result["warnings"] == []
+
+
 def test_snapshot_info_reports_the_newest_of_each_type_and_ages(tmp_path):
     snaps = [
         {"id": "1", "short_id": "1", "type": "full", "start": "2026-12-01T02:00:00Z"},
@@ -153,6 +167,29 @@ def test_snapshot_info_reports_the_newest_of_each_type_and_ages(tmp_path):
     assert result["last_full_age_seconds"] == 8 * 3600
     assert result["last_incremental_age_seconds"] == 3600
     assert calls(record)[0]["argv"][-1] == "snapshots"
+
+
+@pytest.mark.parametrize("scope, expected_full", [(False, "1"), (True, "3"), (None, "3")])
+def test_snapshot_info_skips_subset_backups(tmp_path, scope, expected_full):
+    # policy_scope false = a backup of a subset of the sources: not the last full / incremental.
+    newest_full = {"id": "3", "short_id": "3", "type": "full", "start": "2026-12-02T02:00:00Z"}
+    newest_incr = {"id": "4", "short_id": "4", "type": "incremental", "start": "2026-12-02T09:00:00Z"}
+    if scope is not None:
+        newest_full["policy_scope"] = scope
+        newest_incr["policy_scope"] = scope
+    snaps = [
+        {"id": "1", "short_id": "1", "type": "full", "start": "2026-12-01T02:00:00Z", "policy_scope": True},
+        {"id": "2", "short_id": "2", "type": "incremental", "start": "2026-12-01T08:00:00Z"},
+        newest_full,
+        newest_incr,
+    ]
+    agent, _ = fake(tmp_path, 0, {"schema_version": 1, "snapshots": snaps})
+    now = datetime.datetime(2026, 12, 2, 10, 0, tzinfo=datetime.timezone.utc)
+    result = list_snapshots(agent, now=now)
+    assert result["count"] == 4 and len(result["snapshots"]) == 4
+    assert result["last_full"]["id"] == expected_full
+    assert result["last_incremental"]["id"] == ("2" if scope is False else "4")
+    assert result["last_full_age_seconds"] == (32 if scope is False else 8) * 3600
 
 
 def test_snapshot_info_on_an_empty_repository(tmp_path):

@@ -215,6 +215,62 @@ def test_failures_verify_and_escalation(store):
     assert {c for r in entry["reasons"] for c in r["controls"]} >= {"VER-CHECKSUM", "MON-ESCALATE", "FREQ-INCR"}
 
 
+@pytest.mark.parametrize("scope", [False, True, None])
+def test_subset_backups_do_not_count_as_full_or_incremental(store, scope):
+    """details.policy_scope false (a backup of only some sources) is not FREQ-FULL / FREQ-INCR
+    evidence; true or missing (older agents) is."""
+    extra = {} if scope is None else {"policy_scope": scope}
+    chain = Chain("web1")
+    chain.add(at=NOW - timedelta(days=10), type="full")
+    chain.add(at=NOW - timedelta(hours=5), type="incremental")
+    chain.add(at=NOW - timedelta(days=1), type="full", **extra)
+    chain.add(at=at(3, 15, 0) + timedelta(seconds=30), type="incremental", **extra)
+    collected(store, chain)
+    entry = host(build_report(store, ["web1"], POLICY, NOW), "web1")
+    if scope is False:
+        assert entry["last_full"]["status"] == "red" and entry["last_incremental"]["status"] == "red"
+        assert entry["last_full"]["snapshot_id"] == chain.events[0]["details"]["snapshot_id"]
+    else:
+        assert entry["last_full"]["status"] == "green" and entry["last_incremental"]["status"] == "green"
+        assert entry["last_full"]["snapshot_id"] == chain.events[2]["details"]["snapshot_id"]
+
+
+def test_locked_runs_are_not_failures(store):
+    """status "locked" (another run held the lock) is neither a failure nor a failed bar."""
+    chain = Chain("web1")
+    healthy_day(chain, NOW)
+    chain.add(at=NOW - timedelta(minutes=20), type="incremental", status="locked")
+    collected(store, chain)
+    report = build_report(store, ["web1"], POLICY, NOW)
+    entry = host(report, "web1")
+    assert entry["failures"]["status"] == "green" and entry["failures"]["count"] == 0
+    assert entry["status"] == "green", entry["reasons"]
+    today = report["daily_backups"]["days"][-1]
+    assert today["day"] == "2026-12-03" and today["failure"] == 0
+    # a failure followed by a locked run is still the latest attempt that failed
+    chain.add(at=NOW - timedelta(minutes=15), type="incremental", status="failure")
+    chain.add(at=NOW - timedelta(minutes=10), type="incremental", status="locked")
+    store.add_events("web1", chain.events)
+    report = build_report(store, ["web1"], POLICY, NOW)
+    assert host(report, "web1")["failures"]["status"] == "red"
+    assert report["daily_backups"]["days"][-1]["failure"] == 1
+
+
+def test_html_policy_table_shows_only_the_applied_keys(store):
+    chain = Chain("web1")
+    healthy_day(chain, NOW)
+    collected(store, chain)
+    site = merge_policy({"timezone": "UTC", "incremental_interval_minutes": 0, "verify_max_age_days": 1})
+    html = render_html(build_report(store, ["web1"], site, NOW))
+    table = html.split('<section id="policy">', 1)[1].split("</section>", 1)[0]
+    dl = table.split('<dl class="policy">', 1)[1]
+    assert "<dt>incr_interval_minutes</dt><dd>60</dd>" in dl
+    assert "<dt>verify_max_age_hours</dt><dd>26</dd>" in dl
+    assert "<dt>verify_grace_hours</dt>" in dl and "<dt>timezone</dt><dd>UTC</dd>" in dl
+    assert "incremental_interval_minutes" not in dl and "verify_max_age_days" not in dl
+    assert "Only the settings this report applies" in table
+
+
 def test_agent_verify_events(store):
     """The agent writes verify events as status success/failure, details.result ok/damaged,
     details.problems as a count and details.read_data_percent (agent/fleetsafe/cli.py)."""
