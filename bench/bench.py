@@ -37,11 +37,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PASSWORD = "bench-only-password-not-a-secret"
 
-WORDS = (
-    "backup policy restore verify snapshot audit encrypt offsite onsite cloud server workstation "
-    "retention incremental full schedule checksum integrity approval ticket drill recovery "
-    "the of and to in is for on with as by at from that this be are it an or"
-).split()
+WORDS = ["backup", "policy", "restore", "verify", "snapshot", "audit", "encrypt", "offsite", "onsite", "cloud", "server", "workstation", "retention", "incremental", "full", "schedule", "checksum", "integrity", "approval", "ticket", "drill", "recovery", "the", "of", "and", "to", "in", "is", "for", "on", "with", "as", "by", "at", "from", "that", "this", "be", "are", "it", "an", "or"]
 
 
 # --------------------------------------------------------------------------- dataset
@@ -213,7 +209,6 @@ class Fleetsafe(Tool):
 
 class Restic(Tool):
     name = "restic"
-    env = {"RESTIC_PASSWORD": PASSWORD, "RESTIC_CACHE_DIR": ""}
 
     def init(self) -> None:
         self.env = {"RESTIC_PASSWORD": PASSWORD, "RESTIC_CACHE_DIR": str(self.work / "cache")}

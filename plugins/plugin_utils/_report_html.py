@@ -15,7 +15,9 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from ansible_collections.fleetsafe.backup.plugins.plugin_utils._report import DEFAULT_POLICY
+from ansible_collections.fleetsafe.backup.plugins.plugin_utils._report import (
+    DEFAULT_POLICY,
+)
 from ansible_collections.fleetsafe.backup.plugins.plugin_utils._store import parse_ts
 
 COLOURS = {"green": "#1f8a4c", "amber": "#c77c02", "red": "#c0392b", "grey": "#8a94a6"}

@@ -16,7 +16,7 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.update({"ANSIBLE_COLLECTIONS_PATH": str(harness.link_collection()), "NO_COLOR": "1",
                 "ANSIBLE_CONFIG": str(harness.ROOT / "ansible.cfg")})
-    return subprocess.run(list(argv), cwd=harness.ROOT, env=env, capture_output=True, text=True,
+    return subprocess.run(list(argv), check=False, cwd=harness.ROOT, env=env, capture_output=True, text=True,
                           timeout=600, stdin=subprocess.DEVNULL)
 
 

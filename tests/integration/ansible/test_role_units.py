@@ -63,7 +63,7 @@ def _parse(path):
 def test_units_pass_systemd_analyze_verify(units):
     files = sorted(str(p) for p in units.glob("fleetsafe-*.*"))
     assert len(files) == 6
-    out = subprocess.run(["systemd-analyze", "verify", *files], capture_output=True, text=True, cwd=units)
+    out = subprocess.run(["systemd-analyze", "verify", *files], check=False, capture_output=True, text=True, cwd=units)
     assert out.returncode == 0 and "Unknown" not in out.stderr, out.stderr
 
 

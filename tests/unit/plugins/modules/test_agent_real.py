@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 from agent_helpers import REAL_AGENT, agent_cli_available, subprocess_runner
-
 from ansible_collections.fleetsafe.backup.plugins.module_utils._agent import (
     Agent,
     AgentDamaged,

@@ -12,7 +12,6 @@ import json
 
 import pytest
 from agent_helpers import subprocess_runner, write_fake_agent
-
 from ansible_collections.fleetsafe.backup.plugins.module_utils import _agent
 from ansible_collections.fleetsafe.backup.plugins.module_utils._agent import (
     Agent,
@@ -159,7 +158,7 @@ def test_snapshot_info_reports_the_newest_of_each_type_and_ages(tmp_path):
         {"id": "4", "short_id": "4", "type": "incremental", "start": "2026-12-02T09:00:00+00:00"},
     ]
     agent, record = fake(tmp_path, 0, {"schema_version": 1, "snapshots": snaps})
-    now = datetime.datetime(2026, 12, 2, 10, 0, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2026, 12, 2, 10, 0, tzinfo=datetime.UTC)
     result = list_snapshots(agent, last=1, now=now)
     assert result["changed"] is False and result["count"] == 4
     assert [s["id"] for s in result["snapshots"]] == ["4"]
@@ -184,7 +183,7 @@ def test_snapshot_info_skips_subset_backups(tmp_path, scope, expected_full):
         newest_incr,
     ]
     agent, _ = fake(tmp_path, 0, {"schema_version": 1, "snapshots": snaps})
-    now = datetime.datetime(2026, 12, 2, 10, 0, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2026, 12, 2, 10, 0, tzinfo=datetime.UTC)
     result = list_snapshots(agent, now=now)
     assert result["count"] == 4 and len(result["snapshots"]) == 4
     assert result["last_full"]["id"] == expected_full
@@ -227,7 +226,7 @@ def test_verify_rejects_a_bad_percentage(tmp_path):
 
 
 def test_parse_time_variants():
-    utc = datetime.timezone.utc
+    utc = datetime.UTC
     assert parse_time("2026-12-03T17:00:00Z") == datetime.datetime(2026, 12, 3, 17, 0, tzinfo=utc)
     assert parse_time("2026-12-03T17:00:00.5Z").microsecond == 500000
     assert parse_time("2026-12-03T17:00:00").tzinfo is not None

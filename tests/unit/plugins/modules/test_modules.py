@@ -10,8 +10,11 @@ import pytest
 from agent_helpers import write_fake_agent
 from ansible.module_utils import _internal
 from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.fleetsafe.backup.plugins.modules import backup, snapshot_info, verify
+from ansible_collections.fleetsafe.backup.plugins.modules import (
+    backup,
+    snapshot_info,
+    verify,
+)
 
 M5 = {"schema_version": 1, "action": "backup", "snapshot_id": "a1", "type": "full", "status": "partial",
       "exit_code": 3, "errors": [{"path": "/srv/x", "error": "vanished"}], "warnings": ["slow"]}
