@@ -73,8 +73,7 @@ class IncludeNotFound(FleetsafeError):
 
 
 class UnsafePath(RestoreRefused):
-    template = "restore refused for {path}: {msg}"
-    kind = "unsafe_path"
+    kind = "unsafe_path"  # message template inherited from RestoreRefused
 
 
 def refuse(path: bytes | str, msg: str) -> UnsafePath:

@@ -70,19 +70,21 @@ class ActionModule(ActionBase):
         try:
             policy = merge_policy(args["policy"])
             store: Store | None = None
-            failures = {str(h): str(why) for h, why in args["run_failures"].items() if str(h) in set(map(str, args["hosts"]))}
+            run = run_metadata(task_vars)
+            wanted = {str(h) for h in args["hosts"]}
+            failures = {str(h): str(why) for h, why in args["run_failures"].items() if str(h) in wanted}
             if failures and not self._task.check_mode:
                 # Recorded first, so the report below is still made from the store alone.
                 with Store(store_path) as writer:
                     for host, why in failures.items():
-                        writer.record_run_failure(host, why, now=now, metadata=run_metadata(task_vars))
+                        writer.record_run_failure(host, why, now=now, metadata=run)
             if os.path.exists(store_path):
                 store = Store(store_path, create=False)
             else:
                 # No store yet is a state to report (every host "no data"), not a crash.
                 warnings.append(f"store {store_path} does not exist yet; every host is reported as 'no data'")
             try:
-                report = build_report(store, args["hosts"], policy, now, run=run_metadata(task_vars), store_path=store_path)
+                report = build_report(store, args["hosts"], policy, now, run=run, store_path=store_path)
             finally:
                 if store is not None:
                     store.close()
